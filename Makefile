@@ -1,0 +1,89 @@
+# Developer entry points. `make setup` once, then `make test`.
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+
+ROOT        := $(CURDIR)
+PYTHON      ?= python3.11
+VENV        := $(ROOT)/.venv
+BIN         := $(VENV)/bin
+COLL_ROOT   := $(ROOT)/.cache/collections
+COLL_LINK   := $(COLL_ROOT)/ansible_collections/llm_serving/gke
+STAMP       := $(VENV)/.installed
+export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
+export ANSIBLE_HOME := $(ROOT)/.cache/ansible-home
+export ANSIBLE_LOCAL_TEMP := $(ROOT)/.cache/ansible-tmp
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup system-packages lint sanity unit integration molecule test build \
+        cluster-up cluster-down cluster-status control-plane deploy-local clean
+
+setup: $(STAMP) $(COLL_LINK)
+
+# Debian packages the tests need (the control-plane build installs its own).
+system-packages:
+	@missing=""; for p in python3-venv openssl git rsync; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done
+	if ! command -v $(PYTHON) >/dev/null; then missing="$$missing python3.11 python3.11-venv"; fi
+	if [ -n "$$missing" ]; then
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo )
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing
+	fi
+
+$(STAMP): requirements.txt requirements-dev.txt | system-packages
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+$(COLL_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn ../../../.. $@
+
+lint: setup
+	$(BIN)/yamllint -s .
+	$(BIN)/ruff check .
+	$(BIN)/ansible-lint --profile production
+
+# ansible-test needs the collection at ansible_collections/<ns>/<name>: test a copy.
+sanity: setup
+	tmp=$$(mktemp -d)
+	trap 'rm -rf "$$tmp"' EXIT
+	mkdir -p $$tmp/ansible_collections/llm_serving
+	rsync -a --exclude-from=.ci/sanity-exclude ./ $$tmp/ansible_collections/llm_serving/gke/
+	cd $$tmp/ansible_collections/llm_serving/gke
+	git init -q && git add -A >/dev/null
+	$(BIN)/ansible-test sanity --python 3.11 --venv --requirements --color no $(SANITY_ARGS)
+
+unit: setup
+	$(BIN)/pytest -q tests/unit
+
+integration: setup cluster-up
+	$(BIN)/pytest -q tests/integration
+
+molecule: setup cluster-up
+	$(BIN)/molecule test --all
+
+# Order: fast checks first; the pytest integration suite last so its summary closes the log.
+test: lint sanity unit molecule integration
+
+build: setup
+	$(BIN)/ansible-galaxy collection build --force --output-path $(ROOT)/.cache/build
+
+control-plane: setup
+	bash localcluster/build-control-plane.sh
+
+cluster-up: setup control-plane
+	$(BIN)/python -m localcluster up
+
+cluster-down: setup
+	$(BIN)/python -m localcluster down
+
+cluster-status: setup
+	$(BIN)/python -m localcluster status
+
+# README's first command: local cluster + pattern 3 GPU deployment.
+deploy-local: cluster-up
+	$(BIN)/ansible-playbook -i inventories/local playbooks/deploy_pattern3_gpu.yml
+
+clean: cluster-down
+	rm -rf .cache .localcluster
