@@ -11,8 +11,11 @@ VERSION=v1.20.2
 OUT="$CACHE/kubernetes-$VERSION/bin"
 BINARIES=(kube-apiserver kube-controller-manager kube-scheduler)
 
+# Bump when the patches below change: cached binaries of an older recipe are rebuilt.
+RECIPE="2 reflect2-1.0.2 openapi-empty-string"
 have_all() {
   for b in "${BINARIES[@]}"; do [ -x "$OUT/$b" ] || return 1; done
+  [ "$(cat "$OUT/.recipe" 2>/dev/null)" = "$RECIPE" ]
 }
 if have_all; then
   echo "control plane $VERSION already built in $OUT"
@@ -55,13 +58,25 @@ R2=$(dpkg -L golang-github-modern-go-reflect2-dev | grep -E '/github.com/modern-
 rm -rf vendor/github.com/modern-go/reflect2
 cp -r "$R2" vendor/github.com/modern-go/reflect2
 
+# go-openapi's type validator tests "zero value" by DeepEqual on two reflect.Value structs. Since Go
+# 1.19 reflect.Zero and an interface holding "" share runtime.zeroVal, so every empty string in a
+# custom resource is reported as null ("spec.rules.backendRefs.group in body must be of type string:
+# \"null\"", and `default: ""` rejected). Before Go 1.19 that comparison was false for every non-nil
+# value, so `data == nil` restores the behaviour 1.20 was released with.
+for f in vendor/github.com/go-openapi/validate/type.go vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go; do
+  sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil {/' "$f"
+  grep -q '^\s*if data == nil {$' "$f" || { echo "patch of $f did not apply" >&2; exit 1; }
+done
+
 export GOPROXY=off CGO_ENABLED=0 GOPATH="$PWD/.go" GOCACHE="$WORK/gocache" HOME="$WORK/home" GOFLAGS=
 mkdir -p .go/src/k8s.io "$HOME" && ln -sfn ../../.. .go/src/k8s.io/kubernetes
 start=$(date +%s)
 make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler" \
   KUBE_GIT_VERSION="$VERSION" KUBE_GIT_TREE_STATE=clean
 mkdir -p "$OUT"
-for b in "${BINARIES[@]}"; do cp "_output/bin/$b" "$OUT/$b"; done
+# Rename into place: the old binaries may be running (cp would fail with "Text file busy").
+for b in "${BINARIES[@]}"; do cp "_output/bin/$b" "$OUT/$b.new" && mv -f "$OUT/$b.new" "$OUT/$b"; done
+echo "$RECIPE" > "$OUT/.recipe"
 echo "built ${BINARIES[*]} $VERSION in $(( $(date +%s) - start ))s -> $OUT"
 cd "$WORK" && rm -rf src/tree
 "$OUT/kube-apiserver" --version

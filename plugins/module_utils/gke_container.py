@@ -1,0 +1,864 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, llm_serving.gke maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""GKE Container API v1 client for node pools: request building, per-field diff, operation wait, retries.
+
+Everything here is plain Python over a ``transport(method, url, body) -> (status, payload)`` callable so that
+it can be unit tested without HTTP; the module wires the transport to google.cloud's ``GcpSession``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # noqa: UP001 (Ansible module boilerplate)
+
+import random
+import re
+import time
+
+try:
+    import requests
+except ImportError:  # reported by the modules with missing_required_lib
+    requests = None
+
+DEFAULT_API_ENDPOINT = "https://container.googleapis.com"
+DEFAULT_COMPUTE_ENDPOINT = "https://compute.googleapis.com"
+DEFAULT_SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+
+GPU_DRIVER_VERSIONS = ("DEFAULT", "LATEST", "INSTALLATION_DISABLED")
+LOCATION_POLICIES = ("BALANCED", "ANY")
+TAINT_EFFECTS = {
+    "NoSchedule": "NO_SCHEDULE",
+    "PreferNoSchedule": "PREFER_NO_SCHEDULE",
+    "NoExecute": "NO_EXECUTE",
+}
+
+# TPU chips per VM for the TPU machine types GKE offers. A topology whose chip count fits in one VM is a
+# single-host slice: GKE derives it from the machine type and rejects an explicit topology
+# ("Could not find TPU topology 2x2x1 for machine type ct6e-standard-4t").
+TPU_CHIPS_PER_VM = {
+    "ct6e-standard-1t": 1,
+    "ct6e-standard-4t": 4,
+    "ct6e-standard-8t": 8,
+    "ct5lp-hightpu-1t": 1,
+    "ct5lp-hightpu-4t": 4,
+    "ct5lp-hightpu-8t": 8,
+    "ct5p-hightpu-4t": 4,
+    "ct4p-hightpu-4t": 4,
+}
+
+# Node labels and taints GKE adds to a pool's config on its own; left alone when the user does not name them.
+GKE_MANAGED_LABEL_PREFIXES = ("cloud.google.com/", "node.kubernetes.io/")
+GKE_MANAGED_TAINT_KEYS = ("nvidia.com/gpu", "google.com/tpu")
+
+# Fields GKE cannot change in place (or where this module refuses to, because GKE would silently recreate
+# every node): changing them needs recreate=true (delete + create).
+IMMUTABLE_FIELDS = ("machine_type", "accelerator", "spot", "tpu_topology", "service_account", "oauth_scopes")
+# Fields sent with PUT .../nodePools/NAME (UpdateNodePoolRequest), one request per field.
+UPDATE_FIELDS = ("node_locations", "labels", "taints", "image_type", "disk_type", "disk_size_gb")
+
+RETRYABLE_HTTP_STATUS = (429, 500, 502, 503, 504)
+TERMINAL_POOL_STATUSES = ("ERROR",)
+
+
+class GkeError(Exception):
+    """A failure to report to the user; ``kind`` is one of stockout, quota, in_progress, timeout, invalid, api."""
+
+    def __init__(self, message, kind="api", status=None, details=None):
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.status = status
+        self.details = details or {}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Input validation and normalisation
+# --------------------------------------------------------------------------------------------------------------
+
+def is_zone(location):
+    """True for a zone such as europe-west4-a, False for a region such as europe-west4."""
+    return bool(re.match(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$", location or ""))
+
+
+def parse_taint(taint, option="taints"):
+    """Accept ``key=value:Effect`` (kubectl / gcloud form) or ``{key, value, effect}``; return the API form."""
+    if isinstance(taint, str):
+        match = re.match(r"^([^=:]+)(?:=([^:]*))?:([A-Za-z_]+)$", taint.strip())
+        if not match:
+            raise GkeError(f"{option}: '{taint}' is not key=value:Effect (e.g. google.com/tpu=present:NoSchedule)",
+                           kind="invalid")
+        key, value, effect = match.group(1), match.group(2) or "", match.group(3)
+    elif isinstance(taint, dict) and taint.get("key"):
+        key, value, effect = taint["key"], str(taint.get("value") or ""), taint.get("effect") or "NoSchedule"
+    else:
+        raise GkeError(f"{option}: each taint needs a key (got {taint!r})", kind="invalid")
+    effect = TAINT_EFFECTS.get(effect, effect)
+    if effect not in TAINT_EFFECTS.values():
+        raise GkeError(f"{option}: effect '{effect}' of taint '{key}' must be one of NoSchedule, PreferNoSchedule, "
+                       "NoExecute", kind="invalid")
+    return {"key": key, "value": value, "effect": effect}
+
+
+def topology_chips(topology):
+    dims = topology.lower().split("x")
+    if not 2 <= len(dims) <= 3 or not all(d.isdigit() and int(d) > 0 for d in dims):
+        raise GkeError(f"tpu_topology: '{topology}' is not a TPU topology such as 4x4 or 2x2x4", kind="invalid")
+    chips = 1
+    for dim in dims:
+        chips *= int(dim)
+    return chips
+
+
+def validate_tpu(machine_type, topology, max_node_count=None, option="tpu_topology"):
+    """Refuse topologies GKE rejects, before any request is sent (seed-workflow I-19)."""
+    if not topology:
+        return
+    per_vm = TPU_CHIPS_PER_VM.get(machine_type)
+    if per_vm is None:
+        known = ", ".join(sorted(TPU_CHIPS_PER_VM))
+        raise GkeError(f"{option} is set but machine type '{machine_type}' is not a TPU machine type ({known})",
+                       kind="invalid")
+    chips = topology_chips(topology)
+    if chips <= per_vm:
+        raise GkeError(
+            f"{option}: '{topology}' must not be set for {machine_type}: it is a single-host TPU slice ({per_vm} chips "
+            "per node) whose topology GKE derives from the machine type; an explicit topology fails with 'Could not "
+            f"find TPU topology'. Remove {option}.", kind="invalid")
+    hosts = chips // per_vm
+    if chips % per_vm:
+        raise GkeError(f"{option}: {topology} has {chips} chips, not a multiple of the {per_vm} chips of one "
+                       f"{machine_type} node", kind="invalid")
+    if max_node_count is not None and max_node_count != hosts:
+        raise GkeError(f"autoscaling.max_node_count {max_node_count} does not fit {option} {topology}: a multi-host "
+                       f"TPU node pool is one slice of {hosts} {machine_type} nodes, so max_node_count must be "
+                       f"{hosts} (GKE rejects other sizes: 'not a valid size of TPU pod slice'); use one node pool "
+                       "per slice", kind="invalid")
+
+
+def validate_accelerator(accelerator):
+    if not accelerator:
+        return
+    acc_type = accelerator.get("type") or ""
+    if acc_type.startswith("tpu-") or acc_type.startswith("ct"):
+        raise GkeError(f"accelerator.type: '{acc_type}' is a TPU; TPU chips come with the machine type "
+                       "(e.g. ct6e-standard-4t), so leave accelerator unset for TPU pools", kind="invalid")
+    if not acc_type:
+        raise GkeError("accelerator.type is required when accelerator is set (e.g. nvidia-tesla-t4)", kind="invalid")
+    if int(accelerator.get("count") or 0) < 1:
+        raise GkeError("accelerator.count must be at least 1", kind="invalid")
+
+
+def validate_params(params):
+    """Cross-field checks the argument spec cannot express. Raises GkeError(kind='invalid')."""
+    autoscaling = params.get("autoscaling") or {}
+    if autoscaling.get("enabled", True) and autoscaling:
+        low, high = autoscaling.get("min_node_count"), autoscaling.get("max_node_count")
+        if low is not None and high is not None and low > high:
+            raise GkeError(f"autoscaling.min_node_count ({low}) is greater than autoscaling.max_node_count ({high})",
+                           kind="invalid")
+        if high is not None and high < 1:
+            raise GkeError("autoscaling.max_node_count must be at least 1 while autoscaling is enabled; "
+                           "to scale a pool to zero disable autoscaling and set node_count: 0", kind="invalid")
+    validate_accelerator(params.get("accelerator"))
+    max_nodes = autoscaling.get("max_node_count") if autoscaling.get("enabled", True) else None
+    validate_tpu(params.get("machine_type"), params.get("tpu_topology"), max_nodes)
+    for taint in params.get("taints") or []:
+        parse_taint(taint)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Desired state, current state, difference
+# --------------------------------------------------------------------------------------------------------------
+
+def _int(value):
+    return None if value is None else int(value)
+
+
+def _upper(value):
+    return None if value is None else str(value).upper()
+
+
+def _sorted_taints(taints):
+    return sorted(taints, key=lambda t: (t["key"], t["value"], t["effect"]))
+
+
+def desired_view(params):
+    """The managed fields the user asked for, in a comparable form; None means 'not managed'."""
+    accelerator = params.get("accelerator")
+    autoscaling = params.get("autoscaling")
+    view = {
+        "machine_type": params.get("machine_type"),
+        "disk_size_gb": _int(params.get("disk_size_gb")),
+        "disk_type": params.get("disk_type"),
+        "image_type": _upper(params.get("image_type")),
+        "service_account": params.get("service_account"),
+        "oauth_scopes": sorted(params["oauth_scopes"]) if params.get("oauth_scopes") is not None else None,
+        "spot": params.get("spot"),
+        "labels": dict(params["labels"]) if params.get("labels") is not None else None,
+        "taints": (_sorted_taints(parse_taint(t) for t in params["taints"])
+                   if params.get("taints") is not None else None),
+        "node_locations": sorted(params["node_locations"]) if params.get("node_locations") else None,
+        "tpu_topology": params.get("tpu_topology"),
+        "accelerator": None,
+        "autoscaling": None,
+        "node_count": _int(params.get("node_count")),
+    }
+    if accelerator:
+        view["accelerator"] = {
+            "type": accelerator["type"],
+            "count": int(accelerator.get("count") or 1),
+            "gpu_driver_version": accelerator.get("gpu_driver_version"),
+        }
+    if autoscaling is not None:
+        enabled = autoscaling.get("enabled", True)
+        view["autoscaling"] = {"enabled": bool(enabled)}
+        if enabled:
+            view["autoscaling"].update({
+                "min_node_count": _int(autoscaling.get("min_node_count")),
+                "max_node_count": _int(autoscaling.get("max_node_count")),
+                "location_policy": autoscaling.get("location_policy"),
+            })
+    return view
+
+
+def current_view(pool, node_count=None):
+    """The same fields read from a NodePool resource as GKE returns it."""
+    config = pool.get("config") or {}
+    accelerators = config.get("accelerators") or []
+    autoscaling = pool.get("autoscaling") or {}
+    view = {
+        "machine_type": config.get("machineType"),
+        "disk_size_gb": _int(config.get("diskSizeGb")),
+        "disk_type": config.get("diskType"),
+        "image_type": _upper(config.get("imageType")),
+        "service_account": config.get("serviceAccount"),
+        "oauth_scopes": sorted(config.get("oauthScopes") or []),
+        "spot": bool(config.get("spot")),
+        "labels": dict(config.get("labels") or {}),
+        "taints": _sorted_taints({"key": t.get("key"), "value": t.get("value") or "", "effect": t.get("effect")}
+                                 for t in config.get("taints") or []),
+        "node_locations": sorted(pool.get("locations") or []),
+        "tpu_topology": (pool.get("placementPolicy") or {}).get("tpuTopology"),
+        "accelerator": None,
+        "autoscaling": {"enabled": bool(autoscaling.get("enabled"))},
+        "node_count": node_count,
+    }
+    if accelerators:
+        first = accelerators[0]
+        view["accelerator"] = {
+            "type": first.get("acceleratorType"),
+            "count": int(first.get("acceleratorCount") or 0),
+            "gpu_driver_version": (first.get("gpuDriverInstallationConfig") or {}).get("gpuDriverVersion"),
+        }
+    if autoscaling.get("enabled"):
+        view["autoscaling"].update({
+            "min_node_count": int(autoscaling.get("minNodeCount") or 0),
+            "max_node_count": int(autoscaling.get("maxNodeCount") or 0),
+            "location_policy": autoscaling.get("locationPolicy"),
+        })
+    return view
+
+
+def _field_differs(field, want, have):
+    if field == "accelerator":
+        if want is None or have is None:
+            return want != have
+        if want["gpu_driver_version"] is None:  # not managed: GKE fills in its own default
+            want = dict(want, gpu_driver_version=have.get("gpu_driver_version"))
+        return want != have
+    if field == "autoscaling":
+        if not want["enabled"]:
+            return bool(have.get("enabled"))
+        merged = {k: (have.get(k) if v is None else v) for k, v in want.items()}
+        return merged != have
+    if field == "labels":
+        kept = {k: v for k, v in have.items() if k in want or not k.startswith(GKE_MANAGED_LABEL_PREFIXES)}
+        return kept != want
+    if field == "taints":
+        wanted_keys = {t["key"] for t in want}
+        kept = [t for t in have if t["key"] in wanted_keys or t["key"] not in GKE_MANAGED_TAINT_KEYS]
+        return _sorted_taints(kept) != want
+    if field == "node_count":
+        return have is None or want != have  # unknown current size: resize to be sure
+    if field == "spot":
+        return bool(want) != bool(have)
+    return want != have
+
+
+def compute_diff(desired, current):
+    """Per-field differences: list of {field, before, after, verb} for the fields the user manages."""
+    changes = []
+    for field, want in desired.items():
+        if want is None:
+            continue
+        have = current.get(field)
+        if field == "tpu_topology" and have is None and not want:
+            continue
+        if _field_differs(field, want, have):
+            changes.append({"field": field, "before": have, "after": want, "verb": verb_for(field)})
+    return changes
+
+
+def verb_for(field):
+    if field in IMMUTABLE_FIELDS:
+        return "recreate"
+    if field == "autoscaling":
+        return "setAutoscaling"
+    if field == "node_count":
+        return "setSize"
+    return "update"
+
+
+def after_view(current, changes):
+    """What the managed fields will look like once the changes are applied (for diff mode)."""
+    after = dict(current)
+    for change in changes:
+        after[change["field"]] = change["after"]
+    return after
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Request bodies (Container API v1)
+# --------------------------------------------------------------------------------------------------------------
+
+def _drop_none(obj):
+    if isinstance(obj, dict):
+        cleaned = {k: _drop_none(v) for k, v in obj.items()}
+        return {k: v for k, v in cleaned.items() if v is not None and v != {} and v != []}
+    return obj
+
+
+def autoscaling_body(autoscaling):
+    if not autoscaling or not autoscaling.get("enabled", True):
+        return {"enabled": False}
+    return _drop_none({
+        "enabled": True,
+        "minNodeCount": autoscaling.get("min_node_count"),
+        "maxNodeCount": autoscaling.get("max_node_count"),
+        "locationPolicy": autoscaling.get("location_policy"),
+    })
+
+
+def accelerators_body(accelerator):
+    if not accelerator:
+        return None
+    item = {"acceleratorType": accelerator["type"], "acceleratorCount": str(int(accelerator.get("count") or 1))}
+    if accelerator.get("gpu_driver_version"):
+        item["gpuDriverInstallationConfig"] = {"gpuDriverVersion": accelerator["gpu_driver_version"]}
+    return [item]
+
+
+def build_node_pool(params):
+    """NodePool resource for ``POST .../nodePools`` (body ``{"nodePool": ...}``)."""
+    desired = desired_view(params)
+    initial = params.get("initial_node_count")
+    if initial is None:
+        initial = params.get("node_count")
+    if initial is None:
+        initial = (params.get("autoscaling") or {}).get("min_node_count") or 1
+    pool = {
+        "name": params["name"],
+        "initialNodeCount": int(initial),
+        "config": {
+            "machineType": params.get("machine_type"),
+            "diskSizeGb": desired["disk_size_gb"],
+            "diskType": params.get("disk_type"),
+            "imageType": desired["image_type"],
+            "serviceAccount": params.get("service_account"),
+            "oauthScopes": params.get("oauth_scopes"),
+            "spot": True if params.get("spot") else None,
+            "labels": desired["labels"],
+            "taints": desired["taints"],
+            "accelerators": accelerators_body(params.get("accelerator")),
+        },
+        "locations": desired["node_locations"],
+        "placementPolicy": {"tpuTopology": params["tpu_topology"]} if params.get("tpu_topology") else None,
+    }
+    if params.get("autoscaling") is not None:
+        pool["autoscaling"] = autoscaling_body(params["autoscaling"])
+    return _drop_none(pool)
+
+
+def update_body(field, desired, current):
+    """UpdateNodePoolRequest for one field. Labels and taints replace the whole set, so GKE-managed entries the
+    user did not name are carried over."""
+    if field == "labels":
+        kept = {k: v for k, v in (current.get("labels") or {}).items() if k.startswith(GKE_MANAGED_LABEL_PREFIXES)}
+        kept.update(desired["labels"])
+        return {"labels": {"labels": kept}}
+    if field == "taints":
+        wanted_keys = {t["key"] for t in desired["taints"]}
+        kept = [t for t in current.get("taints") or [] if t["key"] in GKE_MANAGED_TAINT_KEYS
+                and t["key"] not in wanted_keys]
+        return {"taints": {"taints": _sorted_taints(kept + desired["taints"])}}
+    if field == "node_locations":
+        return {"locations": desired["node_locations"]}
+    if field == "image_type":
+        return {"imageType": desired["image_type"]}
+    if field == "disk_type":
+        return {"diskType": desired["disk_type"]}
+    if field == "disk_size_gb":
+        return {"diskSizeGb": str(desired["disk_size_gb"])}
+    raise ValueError(f"no update request for field {field}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Errors: classification and user-facing messages
+# --------------------------------------------------------------------------------------------------------------
+
+_STOCKOUT = re.compile(r"GCE_STOCKOUT|ZONE_RESOURCE_POOL_EXHAUSTED|STOCKOUT|does not have enough resources available",
+                       re.IGNORECASE)
+_QUOTA = re.compile(r"insufficient\s+(?:regional\s+|zonal\s+|project\s+)?quota|QUOTA_EXCEEDED|Quota '[^']+' exceeded",
+                    re.IGNORECASE)
+_IN_PROGRESS = re.compile(r"incompatible operation|CLUSTER_ALREADY_HAS_OPERATION|already has an operation|"
+                          r"another operation|operation .* (?:is )?(?:currently )?in progress|concurrent operations",
+                          re.IGNORECASE)
+
+
+def error_parts(payload):
+    """(code, status, message) from a Google API error body ``{"error": {code, message, status}}`` or text."""
+    if isinstance(payload, dict):
+        err = payload.get("error") if isinstance(payload.get("error"), dict) else payload
+        details = " ".join(str(d) for d in err.get("details") or [])
+        return err.get("code"), err.get("status") or "", "{} {}".format(err.get("message") or "", details)
+    return None, "", str(payload or "")
+
+
+def classify(http_status, status, message):
+    """stockout | quota | in_progress | retry | fatal."""
+    text = f"{status} {message}"
+    if _STOCKOUT.search(text):
+        return "stockout"
+    if _IN_PROGRESS.search(text):
+        return "in_progress"
+    if _QUOTA.search(text):
+        return "quota"
+    if http_status in RETRYABLE_HTTP_STATUS or status in ("UNAVAILABLE", "RESOURCE_EXHAUSTED"):
+        return "retry"
+    return "fatal"
+
+
+def _zone_from(message, fallback):
+    match = re.search(r"zones?/([a-z]+-[a-z]+[0-9]+-[a-z])", message) or re.search(
+        r"\b([a-z]+-[a-z]+[0-9]+-[a-z])\b", message)
+    return match.group(1) if match else fallback
+
+
+def _quota_resource(message):
+    match = re.search(r"resource:?\s*\\?\"?([A-Z0-9_]+)\\?\"?", message) or re.search(r"Quota '([^']+)'", message)
+    return match.group(1) if match else "unknown"
+
+
+def describe_resource(ctx):
+    what = ctx.get("machine_type") or "the requested machine type"
+    acc = ctx.get("accelerator")
+    if acc:
+        what += " with {} x {}".format(acc.get("count") or 1, acc.get("type"))
+    return what
+
+
+def stockout_message(message, ctx):
+    zone = _zone_from(message, ctx.get("location"))
+    return (
+        f"GKE could not get capacity for node pool '{ctx.get('name')}' in zone {zone}: {describe_resource(ctx)} is "
+        f"out of stock there (GCE_STOCKOUT). What to try: another zone that offers {ctx.get('machine_type')} "
+        "(location / node_locations), spot: true (separate capacity), a smaller pool (lower initial_node_count or "
+        "min_node_count), or retry later. GKE may have left the pool in ERROR state: delete it (state: absent) or "
+        f"rerun with recreate: true. API said: {message.strip()}")
+
+
+def quota_message(message, ctx):
+    resource = _quota_resource(message)
+    return (
+        f"Not enough quota for node pool '{ctx.get('name')}' in {ctx.get('location')}: quota {resource} is "
+        f"exhausted. What to try: request more {resource} quota for project {ctx.get('project')} (IAM & Admin > "
+        "Quotas), a smaller pool (lower max_node_count / initial_node_count), spot: true (spot VMs and GPUs have "
+        f"their own quota), or another region. API said: {message.strip()}")
+
+
+def in_progress_message(message, ctx):
+    return (
+        "Cluster '{}' in {} kept running another operation until the timeout; GKE allows one mutating operation "
+        "at a time. Wait for it (gcloud container operations list --location {}) and rerun, or raise timeout. "
+        "API said: {}".format(ctx.get("cluster"), ctx.get("location"), ctx.get("location"), message.strip()))
+
+
+def raise_classified(http_status, payload, ctx, action):
+    code, status, message = error_parts(payload)
+    kind = classify(http_status, status, message)
+    if kind == "stockout":
+        raise GkeError(stockout_message(message, ctx), kind="stockout", status=http_status)
+    if kind == "quota":
+        raise GkeError(quota_message(message, ctx), kind="quota", status=http_status)
+    if kind == "in_progress":
+        raise GkeError(in_progress_message(message, ctx), kind="in_progress", status=http_status)
+    raise GkeError(f"{action} failed with HTTP {http_status} {status}: {message.strip()}",
+                   kind="api", status=http_status, details={"error": payload})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# HTTP client with retries and operation waiting
+# --------------------------------------------------------------------------------------------------------------
+
+class ContainerClient:
+    """Container API v1 calls for one cluster.
+
+    ``transport(method, url, body)`` returns ``(http_status, parsed_json_or_text)`` and raises
+    ``ConnectionError``/``OSError`` on network failures. ``clock``/``sleep`` are injectable for tests.
+    """
+
+    def __init__(self, transport, project, location, cluster, endpoint=DEFAULT_API_ENDPOINT,
+                 compute_endpoint=DEFAULT_COMPUTE_ENDPOINT, timeout=2700, clock=time.monotonic, sleep=time.sleep,
+                 initial_delay=1.0, max_delay=30.0, poll_interval=2.0, max_poll_interval=15.0):
+        self.transport = transport
+        self.project, self.location, self.cluster = project, location, cluster
+        self.endpoint = endpoint.rstrip("/")
+        self.compute_endpoint = compute_endpoint.rstrip("/")
+        self.clock, self.sleep = clock, sleep
+        self.deadline = clock() + timeout
+        self.initial_delay, self.max_delay = initial_delay, max_delay
+        self.poll_interval, self.max_poll_interval = poll_interval, max_poll_interval
+        self.context = {"project": project, "location": location, "cluster": cluster}
+        self.retries = []  # (method, path, reason) of every retried call, returned to the user
+
+    # URLs --------------------------------------------------------------------------------------------------
+    def location_path(self):
+        return f"/v1/projects/{self.project}/locations/{self.location}"
+
+    def cluster_path(self):
+        return f"{self.location_path()}/clusters/{self.cluster}"
+
+    def pool_path(self, name):
+        return f"{self.cluster_path()}/nodePools/{name}"
+
+    # Core request with retries ------------------------------------------------------------------------------
+    def remaining(self):
+        return self.deadline - self.clock()
+
+    def _backoff(self, attempt):
+        delay = min(self.max_delay, self.initial_delay * (2 ** attempt))
+        return random.uniform(delay / 2, delay)  # jittered like amazon.aws AWSRetry.jittered_backoff
+
+    def call(self, method, path, body=None, action=None, base=None, allow_404=False):
+        """One API call; retries 429/5xx, network errors and 'operation in progress' until the deadline."""
+        url = (base or self.endpoint) + path
+        action = action or f"{method} {path}"
+        attempt = 0
+        while True:
+            try:
+                status, payload = self.transport(method, url, body)
+            except (ConnectionError, OSError) as exc:
+                status, payload, kind = None, {"error": {"message": str(exc), "status": "UNAVAILABLE"}}, "retry"
+            else:
+                if status < 400:
+                    return payload if payload is not None else {}
+                if status == 404 and allow_404:
+                    return None
+                kind = classify(status, *error_parts(payload)[1:])
+            if kind not in ("retry", "in_progress"):
+                raise_classified(status, payload, self.context, action)
+            delay = self._backoff(attempt)
+            if self.remaining() <= delay:
+                raise_classified(status, payload, self.context, action + " (retried until timeout)")
+            self.retries.append({"method": method, "path": path, "status": status, "reason": kind})
+            self.sleep(delay)
+            attempt += 1
+
+    # Reads -----------------------------------------------------------------------------------------------------
+    def get_cluster(self):
+        return self.call("GET", self.cluster_path(), action="read cluster", allow_404=True)
+
+    def get_pool(self, name):
+        return self.call("GET", self.pool_path(name), action=f"read node pool {name}", allow_404=True)
+
+    def machine_type_exists(self, zone, machine_type):
+        path = f"/compute/v1/projects/{self.project}/zones/{zone}/machineTypes/{machine_type}"
+        return self.call("GET", path, base=self.compute_endpoint, allow_404=True) is not None
+
+    def accelerator_type_exists(self, zone, accelerator_type):
+        path = f"/compute/v1/projects/{self.project}/zones/{zone}/acceleratorTypes/{accelerator_type}"
+        return self.call("GET", path, base=self.compute_endpoint, allow_404=True) is not None
+
+    def current_size(self, pool):
+        """Node count from the pool's managed instance groups (the NodePool resource has no size field).
+        None when it cannot be read."""
+        urls = pool.get("instanceGroupUrls") or []
+        if not urls:
+            return None
+        total = 0
+        for url in urls:
+            match = re.search(r"(/projects/.+/instanceGroupManagers/[^/?]+)", url)
+            if not match:
+                return None
+            try:
+                igm = self.call("GET", "/compute/v1" + match.group(1), base=self.compute_endpoint, allow_404=True)
+            except GkeError:
+                return None
+            if not igm or "targetSize" not in igm:
+                return None
+            total += int(igm["targetSize"])
+        return total
+
+    # Writes (each returns the Operation) -----------------------------------------------------------------------
+    def create_pool(self, node_pool):
+        return self.call("POST", self.cluster_path() + "/nodePools", {"nodePool": node_pool},
+                         action="create node pool {}".format(node_pool["name"]))
+
+    def delete_pool(self, name):
+        return self.call("DELETE", self.pool_path(name), action=f"delete node pool {name}")
+
+    def set_autoscaling(self, name, autoscaling):
+        return self.call("POST", self.pool_path(name) + ":setAutoscaling", {"autoscaling": autoscaling},
+                         action=f"set autoscaling of node pool {name}")
+
+    def set_size(self, name, node_count):
+        return self.call("POST", self.pool_path(name) + ":setSize", {"nodeCount": node_count},
+                         action=f"resize node pool {name}")
+
+    def update_pool(self, name, body):
+        return self.call("PUT", self.pool_path(name), body, action=f"update node pool {name}")
+
+    # Operations ------------------------------------------------------------------------------------------------
+    def wait(self, operation, ctx=None):
+        """Poll ``operations/NAME`` until DONE; raise on an operation error or a stockout condition."""
+        ctx = dict(self.context, **(ctx or {}))
+        name = operation.get("name")
+        interval = self.poll_interval
+        while True:
+            self._check_operation(operation, ctx)
+            if operation.get("status") == "DONE":
+                return operation
+            if self.remaining() <= 0:
+                raise GkeError("Timed out waiting for operation {} ({}) on node pool '{}' after the timeout; it keeps "
+                               "running in GKE. Last status: {} {}".format(
+                                   name, operation.get("operationType"), ctx.get("name"), operation.get("status"),
+                                   operation.get("statusMessage") or operation.get("detail") or ""),
+                               kind="timeout", details={"operation": operation})
+            self.sleep(min(interval, max(self.remaining(), 0)))
+            interval = min(self.max_poll_interval, interval * 1.5)
+            operation = self.call("GET", f"{self.location_path()}/operations/{name}",
+                                  action=f"read operation {name}")
+
+    @staticmethod
+    def _check_operation(operation, ctx):
+        error = operation.get("error") or {}
+        texts = [error.get("message") or ""] if error else []
+        if operation.get("status") == "DONE" and operation.get("statusMessage"):
+            texts.append(operation["statusMessage"])
+        # GKE keeps retrying a stockout for ~35 min but reports it in the operation's conditions right away.
+        conditions = (operation.get("nodepoolConditions") or []) + (operation.get("clusterConditions") or [])
+        cond_texts = ["{} {}".format(c.get("code") or "", c.get("message") or "") for c in conditions]
+        for text in cond_texts:
+            if _STOCKOUT.search(text):
+                raise GkeError(stockout_message(text, ctx), kind="stockout")
+        if not texts or not any(t.strip() for t in texts):
+            return
+        message = " ".join(t for t in texts if t)
+        kind = classify(None, error.get("status") or "", message + " " + " ".join(cond_texts))
+        if kind == "stockout":
+            raise GkeError(stockout_message(message, ctx), kind="stockout")
+        if kind == "quota":
+            raise GkeError(quota_message(message, ctx), kind="quota")
+        if error:
+            raise GkeError("Operation {} ({}) failed: {}".format(operation.get("name"), operation.get("operationType"),
+                                                             message.strip()), kind="api",
+                           details={"operation": operation})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reconciliation: read, diff, apply with the right verb
+# --------------------------------------------------------------------------------------------------------------
+
+APPLY_ORDER = ("node_locations", "labels", "taints", "image_type", "disk_type", "disk_size_gb", "autoscaling",
+               "node_count")
+
+
+def _managed(view, desired):
+    """Restrict a view to the fields the user manages (diff mode shows only those)."""
+    return {k: view.get(k) for k, v in desired.items() if v is not None}
+
+
+def _record(result, operation, verb, field=None):
+    result["operations"].append({
+        "name": operation.get("name"),
+        "operation_type": operation.get("operationType"),
+        "status": operation.get("status"),
+        "verb": verb,
+        "field": field,
+        "target_link": operation.get("targetLink"),
+    })
+
+
+class NodePoolReconciler:
+    """Brings one node pool to the state described by the module parameters."""
+
+    def __init__(self, client, params, check_mode=False):
+        self.client = client
+        self.params = params
+        self.check_mode = check_mode
+        self.name = params["name"]
+        self.ctx = {"name": self.name, "machine_type": params.get("machine_type"),
+                    "accelerator": params.get("accelerator")}
+        self.result = {"changed": False, "operations": [], "node_pool": {}, "diff": {"before": {}, "after": {}}}
+
+    def run(self):
+        if self.params["state"] == "present":
+            validate_params(self.params)
+        pool = self.client.get_pool(self.name)
+        if self.params["state"] == "absent":
+            self._absent(pool)
+        elif pool is None:
+            self._create()
+        else:
+            self._converge(pool)
+        self.result["retries"] = self.client.retries
+        return self.result
+
+    # Steps -----------------------------------------------------------------------------------------------------
+    def _submit(self, verb, call, field=None, wait=True):
+        operation = call()
+        if wait:
+            operation = self.client.wait(operation, self.ctx)
+        _record(self.result, operation, verb, field)
+        return operation
+
+    def _absent(self, pool):
+        if pool is None:
+            return
+        self.result["changed"] = True
+        self.result["diff"] = {"before": {"name": self.name, "status": pool.get("status")}, "after": {}}
+        self.result["node_pool"] = pool
+        if not self.check_mode:
+            self._submit("delete", lambda: self.client.delete_pool(self.name), wait=self.params["wait"])
+            self.result["node_pool"] = {}
+
+    def _create(self, replacing=False):
+        if not self.params.get("machine_type"):
+            raise GkeError(f"machine_type is required to create node pool '{self.name}'", kind="invalid")
+        body = build_node_pool(self.params)
+        self.result["changed"] = True
+        desired = desired_view(self.params)
+        if not replacing:
+            self.result["diff"] = {"before": {}, "after": dict(_managed(desired, desired), name=self.name)}
+        self.result["node_pool"] = body
+        if self.check_mode:
+            return
+        self._submit("create", lambda: self.client.create_pool(body), wait=self.params["wait"])
+        self._refresh()
+
+    def _converge(self, pool):
+        desired = desired_view(self.params)
+        size = self.client.current_size(pool) if desired["node_count"] is not None else None
+        current = current_view(pool, size)
+        changes = compute_diff(desired, current)
+        self.result["node_pool"] = pool
+        self.result["diff"] = {"before": _managed(current, desired), "after": _managed(after_view(current, changes),
+                                                                                       desired)}
+        self.result["changes"] = changes
+        immutable = [c["field"] for c in changes if c["verb"] == "recreate"]
+        broken = pool.get("status") in TERMINAL_POOL_STATUSES
+        if immutable or broken:
+            self._recreate(pool, immutable, changes)
+            return
+        if not changes:
+            return
+        self.result["changed"] = True
+        if self.check_mode:
+            return
+        ordered = sorted(changes, key=lambda c: APPLY_ORDER.index(c["field"]))
+        for index, change in enumerate(ordered):
+            last = index == len(ordered) - 1
+            self._apply(change, desired, current, wait=self.params["wait"] or not last)
+        self._refresh()
+
+    def _apply(self, change, desired, current, wait):
+        field, verb = change["field"], change["verb"]
+        if verb == "setAutoscaling":
+            call = lambda: self.client.set_autoscaling(self.name, autoscaling_body(self.params["autoscaling"]))  # noqa: E731
+        elif verb == "setSize":
+            call = lambda: self.client.set_size(self.name, desired["node_count"])  # noqa: E731
+        else:
+            body = update_body(field, desired, current)
+            call = lambda: self.client.update_pool(self.name, body)  # noqa: E731
+        self._submit(verb, call, field=field, wait=wait)
+
+    def _recreate(self, pool, immutable, changes):
+        if not self.params.get("recreate"):
+            if immutable:
+                details = "; ".join("{}: {} -> {}".format(c["field"], c["before"], c["after"])
+                                    for c in changes if c["verb"] == "recreate")
+                raise GkeError(
+                    f"Node pool '{self.name}' differs in field(s) GKE cannot change in place: {details}. Nothing "
+                    "was changed. Set recreate: true to delete and recreate the pool (its nodes and their pods go "
+                    "away), or create a pool under a new name.", kind="immutable",
+                    details={"fields": immutable})
+            reason = pool.get("statusMessage") or _conditions_text(pool)
+            raise GkeError(f"Node pool '{self.name}' is in status {pool.get('status')}: {reason}. Delete it "
+                           "(state: absent) or rerun with recreate: true.", kind="api")
+        self.result["changed"] = True
+        self.result["recreated"] = True
+        if self.check_mode:
+            return
+        self._submit("delete", lambda: self.client.delete_pool(self.name), wait=True)
+        self._create(replacing=True)
+
+    def _refresh(self):
+        if self.params["wait"] and not self.check_mode:
+            self.result["node_pool"] = self.client.get_pool(self.name) or {}
+
+
+def _conditions_text(pool):
+    return "; ".join("{} {}".format(c.get("code") or "", c.get("message") or "") for c in pool.get("conditions") or [])
+
+
+def cluster_facts(cluster):
+    """What pre-flight checks need from a Cluster resource."""
+    addons = cluster.get("addonsConfig") or {}
+    channel = ((cluster.get("networkConfig") or {}).get("gatewayApiConfig") or {}).get("channel") or (
+        addons.get("gatewayApiConfig") or {}).get("channel") or "CHANNEL_DISABLED"
+    http_lb_disabled = bool((addons.get("httpLoadBalancing") or {}).get("disabled"))
+    return {
+        "gateway_api_channel": channel,
+        "gateway_api_enabled": channel not in ("CHANNEL_DISABLED", "CHANNEL_UNSPECIFIED", ""),
+        "http_load_balancing_enabled": not http_lb_disabled,
+        "node_pools": [p.get("name") for p in cluster.get("nodePools") or []],
+        "locations": cluster.get("locations") or [],
+        "status": cluster.get("status"),
+    }
+
+
+def make_transport(module, product="container"):
+    """HTTP with google.cloud's GcpSession credentials; network errors become ConnectionError for the retry loop
+    (GcpSession's own full_* helpers fail the module, and crash on SSLError, see ansible-conventions 3.1)."""
+    from ansible_collections.google.cloud.plugins.module_utils.gcp_utils import GcpSession
+
+    if not module.params.get("scopes"):
+        module.params["scopes"] = list(DEFAULT_SCOPES)
+    authed = GcpSession(module, product).session()
+    headers = {"User-Agent": f"llm_serving.gke/{product}"}
+
+    def transport(method, url, body):
+        try:
+            response = authed.request(method, url, json=body, headers=headers, timeout=60)
+        except requests.exceptions.RequestException as exc:
+            raise ConnectionError(f"{method} {url}: {exc}") from exc
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = response.text
+        return response.status_code, payload
+
+    return transport
+
+
+def client_from_module(module):
+    """ContainerClient for the module's project/location/cluster/endpoints/timeout options."""
+    params = module.params
+    if not params.get("project"):
+        module.fail_json(msg="project is required (option project or environment variable GCP_PROJECT)")
+    if requests is None:
+        from ansible.module_utils.basic import missing_required_lib
+        module.fail_json(msg=missing_required_lib("requests"))
+    return ContainerClient(make_transport(module), params["project"], params["location"], params["cluster"],
+                           endpoint=params["api_endpoint"], compute_endpoint=params["compute_endpoint"],
+                           timeout=params["timeout"])

@@ -1,0 +1,370 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, llm_serving.gke maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # noqa: UP001 (Ansible module boilerplate)
+
+DOCUMENTATION = r"""
+module: gke_node_pool
+short_description: Create, update, resize and delete GKE node pools for GPU and TPU inference
+version_added: 0.1.0
+description:
+  - Manages one node pool of a GKE cluster through the Container API v1.
+  - Reads the pool, computes a per-field difference and applies it with the call GKE expects for each field
+    (C(POST .../nodePools) to create, C(:setAutoscaling), C(:setSize), C(PUT .../nodePools/NAME) for labels,
+    taints, node locations, image and disk), waiting on every returned operation with a timeout.
+  - Fields GKE cannot change in place (O(machine_type), O(accelerator), O(spot), O(tpu_topology),
+    O(service_account), O(oauth_scopes)) fail with a message naming the field, unless O(recreate=true).
+  - Retries with jittered backoff on HTTP 429 and 5xx and while another operation runs on the cluster.
+    Stockout and quota errors fail at once with the zone, the resource and what to try.
+  - Uses the authentication of C(google.cloud) (C(GcpSession)), including the C(GCP_*) environment variables
+    that the AWX/AAP Google Compute Engine credential injects.
+author:
+  - llm_serving.gke maintainers
+extends_documentation_fragment:
+  - google.cloud.gcp
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
+attributes:
+  action_group:
+    support: full
+    membership: [llm_serving.gke.gcp]
+  check_mode:
+    support: full
+    details: Reads the pool and reports what would change; sends no write.
+  diff_mode:
+    support: full
+    details: Before and after of the fields the task sets.
+  platform:
+    platforms: all
+options:
+  location:
+    description:
+      - Zone (V(europe-west4-a)) or region (V(europe-west4)) of the cluster.
+    type: str
+    required: true
+  cluster:
+    description: Name of the GKE cluster.
+    type: str
+    required: true
+  name:
+    description: Name of the node pool.
+    type: str
+    required: true
+  state:
+    description: Whether the node pool should exist.
+    type: str
+    choices: [present, absent]
+    default: present
+  machine_type:
+    description:
+      - Compute Engine machine type of the nodes, for example V(n1-standard-4) or V(ct6e-standard-4t) (TPU v6e,
+        4 chips). Required to create a pool.
+    type: str
+  accelerator:
+    description:
+      - GPU attached to each node. Leave unset for TPU pools; TPU chips come with the machine type.
+    type: dict
+    suboptions:
+      type:
+        description: Accelerator type, for example V(nvidia-tesla-t4) or V(nvidia-l4).
+        type: str
+        required: true
+      count:
+        description: Number of GPUs per node.
+        type: int
+        default: 1
+      gpu_driver_version:
+        description:
+          - How GKE installs the NVIDIA driver. Unset leaves the choice to GKE and is not compared.
+        type: str
+        choices: [DEFAULT, LATEST, INSTALLATION_DISABLED]
+  tpu_topology:
+    description:
+      - TPU slice topology for multi-host TPU slices only (for example V(4x4) on V(ct6e-standard-4t)).
+      - Must not be set for single-host slices such as V(ct6e-standard-4t) on its own (2x2); GKE derives it
+        from the machine type and rejects an explicit value. The module refuses it before calling the API.
+    type: str
+  spot:
+    description: Use Spot VMs for the nodes.
+    type: bool
+  autoscaling:
+    description:
+      - Cluster autoscaler settings, applied to an existing pool with C(:setAutoscaling).
+    type: dict
+    suboptions:
+      enabled:
+        description: Enable the autoscaler. V(false) disables it (then O(node_count) sets the size).
+        type: bool
+        default: true
+      min_node_count:
+        description: Minimum number of nodes (per zone).
+        type: int
+      max_node_count:
+        description: Maximum number of nodes (per zone). Must be at least the number of replicas to schedule.
+        type: int
+      location_policy:
+        description: How the autoscaler spreads nodes over zones.
+        type: str
+        choices: [BALANCED, ANY]
+  initial_node_count:
+    description:
+      - Number of nodes created with the pool (per zone). Only used at creation.
+      - Defaults to O(node_count), else O(autoscaling.min_node_count), else V(1).
+    type: int
+  node_count:
+    description:
+      - Desired number of nodes (per zone), applied with C(:setSize). V(0) with O(autoscaling.enabled=false)
+        scales a pool to zero.
+      - The current size is read from the pool's managed instance groups; when it cannot be read, the resize is
+        sent and the task reports a change.
+    type: int
+  node_locations:
+    description: Zones of the nodes (must be in the cluster's region).
+    type: list
+    elements: str
+  labels:
+    description:
+      - Kubernetes labels of the nodes. The whole set is managed; labels under C(cloud.google.com/) that GKE
+        adds and that are not named here are kept.
+    type: dict
+  taints:
+    description:
+      - Kubernetes taints of the nodes, as V(key=value:Effect) strings or C({key, value, effect}) dicts.
+        Effects V(NoSchedule), V(PreferNoSchedule), V(NoExecute) or their API names.
+      - The whole set is managed; the V(nvidia.com/gpu) and V(google.com/tpu) taints GKE adds are kept.
+    type: list
+    elements: raw
+  disk_size_gb:
+    description: Boot disk size in GB.
+    type: int
+  disk_type:
+    description: Boot disk type, for example V(pd-balanced).
+    type: str
+  image_type:
+    description: Node image, for example V(COS_CONTAINERD).
+    type: str
+  service_account:
+    description: Google service account of the nodes.
+    type: str
+  oauth_scopes:
+    description: OAuth scopes of the nodes.
+    type: list
+    elements: str
+  recreate:
+    description:
+      - Delete and recreate the pool when an immutable field differs or the pool is in ERROR state.
+        Its nodes and the pods on them go away.
+    type: bool
+    default: false
+  wait:
+    description:
+      - Wait for each operation to finish. With V(false) the last operation is left running
+        (earlier ones are always awaited, since GKE runs one operation per cluster at a time).
+    type: bool
+    default: true
+  timeout:
+    description:
+      - Seconds for the whole task, retries and operation waits included. GKE retries a stockout for about
+        35 minutes before it gives up, hence the default.
+    type: int
+    default: 2700
+  api_endpoint:
+    description:
+      - Base URL of the Container API. Change it for private endpoints or a local simulator.
+    type: str
+    default: https://container.googleapis.com
+  compute_endpoint:
+    description:
+      - Base URL of the Compute Engine API, used to read the current size of the pool.
+    type: str
+    default: https://compute.googleapis.com
+notes:
+  - Operations are serialized by GKE per cluster; run several node-pool tasks one after another
+    (C(throttle) or a loop), or rely on the retry while another operation is in progress.
+  - O(project) may also come from C(GCP_PROJECT).
+seealso:
+  - module: llm_serving.gke.gke_cluster_info
+  - name: Container API v1 node pools
+    description: REST reference of the calls this module makes.
+    link: https://cloud.google.com/kubernetes-engine/docs/reference/rest/v1/projects.locations.clusters.nodePools
+"""
+
+EXAMPLES = r"""
+- name: TPU v6e-4 pool, one node per replica, scale 0-3 (seed values)
+  llm_serving.gke.gke_node_pool:
+    project: my-project
+    location: europe-west4-a
+    cluster: llm-serving
+    name: tpu-v6e-pool
+    machine_type: ct6e-standard-4t
+    initial_node_count: 1
+    autoscaling:
+      min_node_count: 0
+      max_node_count: 3
+    taints:
+      - google.com/tpu=present:NoSchedule
+    auth_kind: application
+
+- name: T4 pool with the GKE-managed driver, on Spot VMs
+  llm_serving.gke.gke_node_pool:
+    project: my-project
+    location: europe-west4-a
+    cluster: llm-serving
+    name: gpu-t4-pool
+    machine_type: n1-standard-4
+    accelerator:
+      type: nvidia-tesla-t4
+      count: 1
+      gpu_driver_version: DEFAULT
+    spot: true
+    autoscaling:
+      min_node_count: 0
+      max_node_count: 5
+    auth_kind: serviceaccount
+    service_account_file: /path/to/sa.json
+
+- name: Scale a pool to zero (teardown without deleting it)
+  llm_serving.gke.gke_node_pool:
+    location: europe-west4-a
+    cluster: llm-serving
+    name: tpu-v6e-pool
+    autoscaling:
+      enabled: false
+    node_count: 0
+
+- name: Delete a pool
+  llm_serving.gke.gke_node_pool:
+    location: europe-west4-a
+    cluster: llm-serving
+    name: gpu-t4-pool
+    state: absent
+"""
+
+RETURN = r"""
+node_pool:
+  description: The node pool as GKE reports it after the change (the create request in check mode, empty after delete).
+  returned: always
+  type: dict
+  sample:
+    name: gpu-t4-pool
+    status: RUNNING
+    config:
+      machineType: n1-standard-4
+      accelerators: [{acceleratorType: nvidia-tesla-t4, acceleratorCount: "1"}]
+    autoscaling: {enabled: true, minNodeCount: 0, maxNodeCount: 5}
+operations:
+  description: Operations started by the task, in order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Operation name, for C(gcloud container operations describe).
+      type: str
+    operation_type:
+      description: GKE operation type, for example C(CREATE_NODE_POOL) or C(SET_NODE_POOL_SIZE).
+      type: str
+    status:
+      description: Last status read (C(DONE) when waited for).
+      type: str
+    verb:
+      description: What the module did, one of C(create), C(delete), C(setAutoscaling), C(setSize), C(update).
+      type: str
+    field:
+      description: Module option that caused an update, setAutoscaling or setSize.
+      type: str
+    target_link:
+      description: Resource the operation acts on.
+      type: str
+changes:
+  description: Per-field differences found on an existing pool.
+  returned: when the pool existed
+  type: list
+  elements: dict
+  sample: [{field: autoscaling, verb: setAutoscaling, before: {enabled: true, max_node_count: 1, min_node_count: 0},
+            after: {enabled: true, max_node_count: 3, min_node_count: 0}}]
+recreated:
+  description: Whether the pool was (or in check mode would be) deleted and created again.
+  returned: when recreate was needed
+  type: bool
+retries:
+  description: Calls that were retried (HTTP 429/5xx, network errors, another operation in progress).
+  returned: always
+  type: list
+  elements: dict
+error_kind:
+  description:
+    - Class of failure, one of C(stockout), C(quota), C(in_progress), C(timeout), C(immutable), C(invalid), C(api).
+  returned: on failure
+  type: str
+"""
+
+from ansible_collections.google.cloud.plugins.module_utils.gcp_utils import GcpModule  # noqa: E402 (imports follow the docs)
+from ansible_collections.llm_serving.gke.plugins.module_utils.gke_container import (  # noqa: E402
+    GkeError,
+    NodePoolReconciler,
+    client_from_module,
+)
+
+try:
+    from google.auth.exceptions import GoogleAuthError
+except ImportError:  # GcpSession reports the missing library
+    GoogleAuthError = GkeError
+
+ARGUMENT_SPEC = dict(
+    location=dict(type="str", required=True),
+    cluster=dict(type="str", required=True),
+    name=dict(type="str", required=True),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    machine_type=dict(type="str"),
+    accelerator=dict(type="dict", options=dict(
+        type=dict(type="str", required=True),
+        count=dict(type="int", default=1),
+        gpu_driver_version=dict(type="str", choices=["DEFAULT", "LATEST", "INSTALLATION_DISABLED"]),
+    )),
+    tpu_topology=dict(type="str"),
+    spot=dict(type="bool"),
+    autoscaling=dict(type="dict", options=dict(
+        enabled=dict(type="bool", default=True),
+        min_node_count=dict(type="int"),
+        max_node_count=dict(type="int"),
+        location_policy=dict(type="str", choices=["BALANCED", "ANY"]),
+    )),
+    initial_node_count=dict(type="int"),
+    node_count=dict(type="int"),
+    node_locations=dict(type="list", elements="str"),
+    labels=dict(type="dict"),
+    taints=dict(type="list", elements="raw"),
+    disk_size_gb=dict(type="int"),
+    disk_type=dict(type="str"),
+    image_type=dict(type="str"),
+    service_account=dict(type="str"),
+    oauth_scopes=dict(type="list", elements="str"),
+    recreate=dict(type="bool", default=False),
+    wait=dict(type="bool", default=True),
+    timeout=dict(type="int", default=2700),
+    api_endpoint=dict(type="str", default="https://container.googleapis.com"),
+    compute_endpoint=dict(type="str", default="https://compute.googleapis.com"),
+)
+
+
+def main():
+    module = GcpModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    client = client_from_module(module)
+    try:
+        result = NodePoolReconciler(client, module.params, check_mode=module.check_mode).run()
+    except GkeError as exc:
+        module.fail_json(msg=exc.message, error_kind=exc.kind, retries=client.retries, **exc.details)
+    except GoogleAuthError as exc:
+        module.fail_json(msg="GCP authentication failed (auth_kind={}): {}".format(module.params["auth_kind"], exc))
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

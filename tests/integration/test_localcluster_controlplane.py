@@ -1,0 +1,144 @@
+"""The local control plane behaves like a real cluster: authentication, RBAC, controllers, scheduler."""
+import base64
+import contextlib
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from kubernetes.dynamic.exceptions import NotFoundError
+
+from localcluster.cluster import simulator_module_exists
+
+pytestmark = pytest.mark.cluster
+
+
+def _poll(predicate, timeout, interval=0.5):
+    """Wait for a condition the cluster reaches asynchronously; returns the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def server(local_cluster):
+    """(server URL, CA bundle path) of the API server, from the kubeconfig tests are given."""
+    kubeconfig = yaml.safe_load(Path(local_cluster["KUBECONFIG"]).read_text())
+    cluster = kubeconfig["clusters"][0]["cluster"]
+    if "certificate-authority-data" not in cluster:
+        pytest.skip("external cluster without an embedded CA: raw HTTPS checks do not apply")
+    ca_path = f"{local_cluster['LOCALCLUSTER_STATE_DIR']}/pki/ca.crt"
+    return cluster["server"], ca_path
+
+
+@pytest.fixture
+def namespace(k8s):
+    name = f"t-lc-cp-{uuid.uuid4().hex[:6]}"
+    namespaces = k8s.resources.get(api_version="v1", kind="Namespace")
+    namespaces.create(body={"metadata": {"name": name}})
+    yield name
+    with contextlib.suppress(NotFoundError):
+        namespaces.delete(name=name)
+
+
+def test_anonymous_request_is_forbidden(server):
+    url, ca = server
+    response = requests.get(f"{url}/api/v1/namespaces/kube-system/secrets", verify=ca, timeout=10)
+    assert response.status_code == 403
+    assert 'User "system:anonymous" cannot list resource "secrets"' in response.json()["message"]
+
+
+def test_unknown_token_is_unauthorized(server):
+    url, ca = server
+    response = requests.get(f"{url}/api/v1/namespaces", verify=ca, timeout=10,
+                            headers={"Authorization": "Bearer not-a-token-of-this-cluster"})
+    assert response.status_code == 401
+
+
+def test_service_account_token_is_issued_and_rbac_applies(k8s, server, namespace):
+    url, ca = server
+    k8s.resources.get(api_version="v1", kind="ServiceAccount").create(
+        body={"metadata": {"name": "reader"}}, namespace=namespace)
+    secrets = k8s.resources.get(api_version="v1", kind="Secret")
+
+    def issued_token():  # the token controller of kube-controller-manager signs it with the SA key
+        for item in secrets.get(namespace=namespace).items:
+            if item.type == "kubernetes.io/service-account-token" and \
+                    item.metadata.annotations["kubernetes.io/service-account.name"] == "reader" and item.data:
+                return base64.b64decode(item.data.token).decode()
+        return None
+
+    token = _poll(issued_token, 60)
+    assert token, "no ServiceAccount token was issued"
+    pods_url = f"{url}/api/v1/namespaces/{namespace}/pods"
+    headers = {"Authorization": f"Bearer {token}"}
+    denied = requests.get(pods_url, headers=headers, verify=ca, timeout=10)
+    assert denied.status_code == 403
+    assert f"system:serviceaccount:{namespace}:reader" in denied.json()["message"]
+
+    k8s.resources.get(api_version="rbac.authorization.k8s.io/v1", kind="Role").create(namespace=namespace, body={
+        "metadata": {"name": "pod-reader"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]})
+    k8s.resources.get(api_version="rbac.authorization.k8s.io/v1", kind="RoleBinding").create(
+        namespace=namespace, body={
+            "metadata": {"name": "reader-pods"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}]})
+    allowed = _poll(lambda: requests.get(pods_url, headers=headers, verify=ca, timeout=10).status_code == 200, 30)
+    assert allowed, "the RoleBinding did not grant the ServiceAccount access"
+
+
+def test_deleted_namespace_is_finalized(k8s):
+    name = f"t-lc-cp-del-{uuid.uuid4().hex[:6]}"
+    namespaces = k8s.resources.get(api_version="v1", kind="Namespace")
+    namespaces.create(body={"metadata": {"name": name}})
+    k8s.resources.get(api_version="v1", kind="ConfigMap").create(
+        namespace=name, body={"metadata": {"name": "content"}, "data": {"a": "b"}})
+    namespaces.delete(name=name)
+
+    def gone():
+        try:
+            namespaces.get(name=name)
+        except NotFoundError:
+            return True
+        return False
+
+    assert _poll(gone, 90), f"namespace {name} is still Terminating: is kube-controller-manager running?"
+
+
+def test_deployment_gets_a_replicaset_and_pod(k8s):
+    replicasets = k8s.resources.get(api_version="apps/v1", kind="ReplicaSet")
+    selector = "control-plane=llmisvc-controller-manager"
+    owned = _poll(lambda: replicasets.get(namespace="kserve", label_selector=selector).items, 60)
+    assert owned and owned[0].metadata.ownerReferences[0].name == "llmisvc-controller-manager"
+    pods = k8s.resources.get(api_version="v1", kind="Pod")
+    assert _poll(lambda: pods.get(namespace="kserve", label_selector=selector).items, 60)
+
+
+def test_cpu_pod_is_bound_to_a_default_pool_node_by_the_scheduler(k8s, namespace):
+    if not simulator_module_exists("gke_api"):
+        pytest.skip("localcluster/gke_api.py (which creates the default-pool Nodes) is not written yet")
+    nodes = k8s.resources.get(api_version="v1", kind="Node")
+    selector = "cloud.google.com/gke-nodepool=default-pool"
+    default_pool = _poll(lambda: nodes.get(label_selector=selector).items, 60)
+    if not default_pool:
+        pytest.skip("the gke_api simulator has not created default-pool Nodes (is it running?)")
+    pods = k8s.resources.get(api_version="v1", kind="Pod")
+    pods.create(namespace=namespace, body={
+        "metadata": {"name": "cpu-only"},
+        "spec": {"containers": [{"name": "main", "image": "registry.access.redhat.com/ubi9/ubi-minimal:latest",
+                                 "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}})
+    bound = _poll(lambda: pods.get(name="cpu-only", namespace=namespace).spec.nodeName, 60)
+    assert bound in {node.metadata.name for node in default_pool}
+    conditions = {c.type: c.status for c in pods.get(name="cpu-only", namespace=namespace).status.conditions}
+    assert conditions.get("PodScheduled") == "True"
+    events = k8s.resources.get(api_version="v1", kind="Event").get(
+        namespace=namespace, field_selector="involvedObject.name=cpu-only,reason=Scheduled").items
+    assert events, "no Scheduled event for the pod"
+    reporters = {events[0].reportingComponent, (events[0].source or {}).get("component")}
+    assert "default-scheduler" in reporters

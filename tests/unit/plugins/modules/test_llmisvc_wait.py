@@ -1,0 +1,127 @@
+"""Argument handling of the llmisvc_wait module; the waiting itself is tested in module_utils."""
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.kubernetes.core.plugins.module_utils.k8s import client as k8s_client
+from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc_watch as lw
+from ansible_collections.llm_serving.gke.plugins.modules import llmisvc_wait
+
+
+class Exit(Exception):
+    def __init__(self, kind, result):
+        super().__init__(result.get("msg", ""))
+        self.kind = kind
+        self.result = result
+
+
+@pytest.fixture(autouse=True)
+def no_exit(monkeypatch):
+    from ansible.module_utils.basic import AnsibleModule
+
+    def exit_json(self, **result):
+        raise Exit("exit", result)
+
+    def fail_json(self, msg, **result):
+        raise Exit("fail", dict(result, msg=msg))
+
+    monkeypatch.setattr(AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(AnsibleModule, "fail_json", fail_json)
+
+
+@pytest.fixture
+def fake_cluster(monkeypatch):
+    """Records how the module builds its client and waiter, instead of talking to a cluster."""
+    calls = {}
+
+    class FakeClient:
+        client = object()
+
+    def get_api_client(module):
+        calls["module"] = module
+        return FakeClient()
+
+    def run(self, wait=True):
+        calls.update(wait=wait, waiter=self)
+        return dict(calls.get("result", {"ready": True, "outcome": "ready", "url": "http://x"}))
+
+    monkeypatch.setattr(llmisvc_wait, "get_api_client", get_api_client)
+    monkeypatch.setattr(lw, "discover_version", lambda api, deadline: "v1alpha2")
+    monkeypatch.setattr(lw.LlmisvcWaiter, "run", run)
+    return calls
+
+
+def run_module(args, check_mode=False):
+    if check_mode:
+        args = dict(args, _ansible_check_mode=True)
+    with patch_module_args(args), pytest.raises(Exit) as exc:
+        llmisvc_wait.main()
+    return exc.value
+
+
+def test_name_and_namespace_are_required(fake_cluster):
+    result = run_module({"name": "x"})
+    assert result.kind == "fail"
+    assert "namespace" in result.result["msg"]
+    assert "module" not in fake_cluster
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        ({"timeout": 0}, "timeout"),
+        ({"progress_deadline": -5}, "progress_deadline"),
+        ({"api_version": "serving.kserve.io/v1beta1"}, "api_version"),
+        ({"api_version": "apps/v1alpha2"}, "api_version"),
+        ({"name": " "}, "name"),
+    ],
+)
+def test_bad_values_fail_naming_the_option_before_any_api_call(fake_cluster, args, option):
+    result = run_module(dict({"name": "qwen", "namespace": "ns"}, **args))
+    assert result.kind == "fail"
+    assert result.result["msg"].startswith(option)
+    assert "module" not in fake_cluster
+
+
+def test_defaults_reach_the_waiter(fake_cluster):
+    result = run_module({"name": "qwen", "namespace": "ns"})
+    assert result.kind == "exit" and result.result["changed"] is False
+    waiter = fake_cluster["waiter"]
+    assert (waiter.timeout, waiter.progress_deadline) == (1800, 600)
+    assert waiter.require_rollout and waiter.require_url and waiter.fail_fast
+    assert waiter.version == "v1alpha2" and fake_cluster["wait"] is True
+
+
+def test_explicit_api_version_skips_discovery(fake_cluster, monkeypatch):
+    monkeypatch.setattr(lw, "discover_version", lambda *a: pytest.fail("discovery must not run"))
+    run_module({"name": "qwen", "namespace": "ns", "api_version": "serving.kserve.io/v1alpha1"})
+    assert fake_cluster["waiter"].version == "v1alpha1"
+
+
+def test_check_mode_does_not_wait(fake_cluster):
+    fake_cluster["result"] = {"ready": False, "outcome": "pending", "diagnosis": {"reason": "FailedScheduling"}}
+    result = run_module({"name": "qwen", "namespace": "ns"}, check_mode=True)
+    assert result.kind == "exit"
+    assert fake_cluster["wait"] is False
+    assert result.result["outcome"] == "pending"
+
+
+def test_not_ready_fails_with_the_diagnosis_line(fake_cluster):
+    fake_cluster["result"] = {"ready": False, "outcome": "failed", "msg": "qwen not ready: pod p: ImagePullBackOff"}
+    result = run_module({"name": "qwen", "namespace": "ns"})
+    assert result.kind == "fail"
+    assert result.result["msg"] == "qwen not ready: pod p: ImagePullBackOff"
+    assert result.result["outcome"] == "failed"
+
+
+def test_auth_options_and_k8s_auth_environment(fake_cluster, monkeypatch, tmp_path):
+    """kubernetes.core's auth options are accepted, and K8S_AUTH_* fill what the task leaves out (as in AWX)."""
+    for option in ("kubeconfig", "context", "host", "api_key", "validate_certs", "ca_cert", "impersonate_user"):
+        assert option in llmisvc_wait.argument_spec()
+    monkeypatch.setenv("K8S_AUTH_HOST", "https://10.0.0.1")
+    monkeypatch.setenv("K8S_AUTH_API_KEY", "token-from-awx")
+    run_module({"name": "qwen", "namespace": "ns", "validate_certs": False})
+    auth = k8s_client._create_auth_spec(fake_cluster["module"])
+    assert auth["host"] == "https://10.0.0.1"
+    assert auth["api_key"] == "token-from-awx"
+    assert auth["verify_ssl"] is False
