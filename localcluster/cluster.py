@@ -1,6 +1,8 @@
 """up / down / status / restart of the local cluster: control plane, CRDs, bootstrap objects, simulators."""
 import os
+import re
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -237,7 +239,7 @@ class Cluster:
 
     def down(self, purge=False):
         stopped = []
-        for name in reversed(config.SIMULATORS + config.CONTROL_PLANE):
+        for name in reversed(config.CONTROL_PLANE + config.SIMULATORS):  # reverse of the start order
             if self.sup.stop(name):
                 stopped.append(name)
             (self.paths.ready / name).unlink(missing_ok=True)
@@ -245,7 +247,8 @@ class Cluster:
         ports = dict(COMPONENT_PORTS)
         gke_port = read_env_file(self.paths.env_file).get("GKE_API_PORT", str(config.GKE_API_PORT))
         ports["gke_api"] = (int(gke_port),)
-        still = [f"{name}:{port}" for name, numbers in ports.items() for port in numbers if port_listening(port)]
+        still = [f"{name}:{port} ({listener_of(port)})" for name, numbers in ports.items() for port in numbers
+                 if port_listening(port)]
         if still:
             self.log(f"WARNING: still listening (not started by this cluster): {', '.join(still)}")
         if purge and self.paths.root.exists():
@@ -318,6 +321,17 @@ class Cluster:
             "kubeconfig": env.get("KUBECONFIG", str(self.paths.kubeconfig)),
             "env": str(self.paths.env_file),
         }
+
+
+def listener_of(port):
+    """Who listens on a loopback port (from `ss`), to say what is left after `down`."""
+    try:
+        out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True,  # noqa: S607
+                             check=False, timeout=5).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown process"
+    match = re.search(r'users:\(\("([^"]+)",pid=(\d+)', out)
+    return f"{match.group(1)} pid {match.group(2)}" if match else "unknown process"
 
 
 def external_server(kubeconfig):

@@ -279,6 +279,11 @@ class GatewayController:
             self._write_gateway_status(gateway, attached)
         for pool in self.informers["pools"].items():
             self._write_pool_status(pool, accepted_routes)
+        targets = _backend_targets(accepted_routes)
+        for informer, plural, kind in (("healthchecks", "healthcheckpolicies", "HealthCheckPolicy"),
+                                       ("backendpolicies", "gcpbackendpolicies", "GCPBackendPolicy")):
+            for policy in self.informers[informer].items():
+                self._write_policy_status(policy, plural, kind, targets)
         self.on_snapshot(self._build_snapshot(accepted_routes))
 
     def _write_status(self, group, version, plural, obj, status):
@@ -421,6 +426,23 @@ class GatewayController:
             return
         self._write_status(POOL_GROUP, "v1", "inferencepools", pool, {"parents": foreign + entries})
 
+    def _write_policy_status(self, policy, plural, kind, targets):
+        """GKE reports whether a policy took effect: its target must be a backend behind a GKE Gateway."""
+        meta = policy["metadata"]
+        ref = (policy.get("spec") or {}).get("targetRef") or {}
+        key = (meta["namespace"], ref.get("group") or "", ref.get("kind"), ref.get("name"))
+        if key in targets:
+            cond = condition("Attached", "True", "Attached",
+                             f'Application of {kind} "{meta["namespace"]}/{meta["name"]}" was a success',
+                             meta["generation"])
+        else:
+            cond = condition("Attached", "False", "GatewayNotFound",
+                             f'{kind} "{meta["namespace"]}/{meta["name"]}" targets {ref.get("kind")} '
+                             f'"{ref.get("name")}", which is not a backend of any route attached to a GKE Gateway',
+                             meta["generation"])
+        conds = keep_transition_times([cond], (policy.get("status") or {}).get("conditions"))
+        self._write_status(GKE_GROUP, "v1", plural, policy, {"conditions": conds})
+
     # ---------------------------------------------------------------- routing table
 
     def _build_snapshot(self, accepted_routes):
@@ -499,6 +521,18 @@ class GatewayController:
         return float((((policy or {}).get("spec") or {}).get("default") or {}).get("timeoutSec") or DEFAULT_TIMEOUT_SEC)
 
 
+def _backend_targets(accepted_routes):
+    """(namespace, group, kind, name) of every backend of an accepted route (what GKE builds backends for)."""
+    targets = set()
+    for route, _accepted in accepted_routes:
+        namespace = route["metadata"]["namespace"]
+        for rule in route["spec"].get("rules") or []:
+            for backend in rule.get("backendRefs") or []:
+                targets.add((backend.get("namespace") or namespace, backend.get("group") or "",
+                             backend.get("kind") or "Service", backend["name"]))
+    return targets
+
+
 def _references_pool(route, pool_name):
     return any(b.get("group") == POOL_GROUP and b.get("kind") == "InferencePool" and b.get("name") == pool_name
                for rule in route["spec"].get("rules") or [] for b in rule.get("backendRefs") or [])
@@ -522,6 +556,10 @@ def _resolve_port(pod, port):
 
 # ============================================================== data plane
 
+class ConnectFailed(Exception):
+    """No connection to the backend endpoint could be made (nothing was sent)."""
+
+
 class HealthChecker:
     """GKE-style load-balancer health checks of every backend endpoint, independent of pod probes."""
 
@@ -532,6 +570,14 @@ class HealthChecker:
     def healthy(self, endpoint, health):
         entry = self.state.get((endpoint.ip, health.get("port"), health.get("path")))
         return bool(entry and entry["healthy"])
+
+    def mark_failed(self, endpoint, health):
+        """A refused connection counts as a failed probe."""
+        entry = self.state.get((endpoint.ip, health.get("port"), health.get("path")))
+        if entry:
+            entry["ok"], entry["fail"] = 0, entry["fail"] + 1
+            if entry["fail"] >= int(health.get("unhealthyThreshold", 2)):
+                entry["healthy"] = False
 
     async def run(self, get_snapshot, session):
         while True:
@@ -625,21 +671,30 @@ class DataPlane:
         if backend is None or backend.kind == "Unresolved":
             return self._log(request, match, None, web.Response(status=500, text="Internal Server Error"), started)
         body = await request.read()
-        endpoint = self._pick_endpoint(backend, request.path, body)
-        if endpoint is None:
-            return self._log(request, match, None, web.Response(status=503, text="no healthy upstream"), started)
         path = request.path
         if match.rewrite is not None:
             path = rewrite_prefix(request.path, match.path, match.rewrite)
-        url = f"http://{endpoint.ip}:{endpoint.port}{path}"
-        if request.query_string:
-            url += f"?{request.query_string}"
-        key = (endpoint.ip, endpoint.port)
-        self.inflight[key] = self.inflight.get(key, 0) + 1
-        try:
-            response = await self._proxy(request, url, body, backend.timeout)
-        finally:
-            self.inflight[key] -= 1
+        tried = set()
+        for _attempt in range(2):  # like Google's load balancers: one retry elsewhere on a connect failure
+            endpoint = self._pick_endpoint(backend, request.path, body, exclude=tried)
+            if endpoint is None:
+                return self._log(request, match, None, web.Response(status=503, text="no healthy upstream"), started)
+            url = f"http://{endpoint.ip}:{endpoint.port}{path}"
+            if request.query_string:
+                url += f"?{request.query_string}"
+            key = (endpoint.ip, endpoint.port)
+            self.inflight[key] = self.inflight.get(key, 0) + 1
+            try:
+                response = await self._proxy(request, url, body, backend.timeout)
+            except ConnectFailed as exc:
+                LOG.info("cannot connect to %s (%s)", url, exc)
+                self.health.mark_failed(endpoint, backend.health)
+                tried.add(endpoint)
+                continue
+            finally:
+                self.inflight[key] -= 1
+            return self._log(request, match, endpoint, response, started)
+        response = web.Response(status=503, text="upstream connect error or disconnect/reset before headers")
         return self._log(request, match, endpoint, response, started)
 
     def _choose_backend(self, match):
@@ -650,8 +705,8 @@ class DataPlane:
             return candidates[0]
         return random.choices(candidates, weights=[b.weight for b in candidates])[0]
 
-    def _pick_endpoint(self, backend, path, body):
-        healthy = [e for e in backend.endpoints if self.health.healthy(e, backend.health)]
+    def _pick_endpoint(self, backend, path, body, exclude=()):
+        healthy = [e for e in backend.endpoints if self.health.healthy(e, backend.health) and e not in exclude]
         if not healthy:
             return None
         if backend.kind == "InferencePool":
@@ -681,9 +736,9 @@ class DataPlane:
                 for attempt in (1, 2):
                     try:
                         return await self._exchange(request, url, body, headers, state)
-                    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                         # a pooled keep-alive connection the backend had closed: retry once on a new one
-                        if attempt == 2 or state["response"] is not None:
+                        if isinstance(exc, aiohttp.ClientConnectorError) or attempt == 2 or state["response"]:
                             raise
         except TimeoutError:
             if state["response"] is None:
@@ -692,6 +747,8 @@ class DataPlane:
             if request.transport:
                 request.transport.close()
             return state["response"]
+        except aiohttp.ClientConnectorError as exc:
+            raise ConnectFailed(str(exc)) from exc
         except (aiohttp.ClientError, OSError) as exc:
             if state["response"] is None:
                 LOG.info("upstream connect error for %s: %s", url, exc)

@@ -33,7 +33,9 @@ fault for the next N (default 1; 0 = until cleared) requests whose method and pa
 
 ``GET /_sim/faults`` lists them, ``DELETE /_sim/faults`` clears them. ``GET /_sim/requests`` returns the request
 log (``{"requests": [{"method", "path", "query", "status", "body"}]}``, admin calls excluded);
-``DELETE /_sim/requests`` clears it.
+``DELETE /_sim/requests`` clears it. ``POST /_sim/quotas`` with ``{"NVIDIA_T4_GPUS": 2}`` sets regional quota
+limits (enforced on create/setSize/scale-up, shown by ``GET /compute/v1/projects/P/regions/R``);
+``DELETE /_sim/quotas`` restores the defaults.
 """
 import copy
 import hashlib

@@ -34,6 +34,7 @@ STORAGE_INITIALIZER_IMAGE = "kserve/storage-initializer:v0.20.0"
 MODEL_MOUNT = "/mnt/models"
 MIGRATED_ANNOTATION = "serving.kserve.io/inference-pool-migrated"
 SYSTEM_NAMESPACE = os.environ.get("POD_NAMESPACE", "kserve")
+STOP_ANNOTATION = "serving.kserve.io/stop"
 
 
 def now_rfc3339():
@@ -287,15 +288,19 @@ class Conditions:
             self.set(self.HAPPY, "True")
 
     def mark_false(self, ctype, reason, message=""):
+        """The happy condition copies a False dependent; the last one marked wins (knative MarkFalse)."""
         self.set(ctype, "False", reason, message)
         if ctype in self.DEPENDENTS:
             self.set(self.HAPPY, "False", reason, message)
 
     def mark_unknown(self, ctype, reason, message=""):
         self.set(ctype, "Unknown", reason, message)
+        if any((self.get(d) or {}).get("status") == "False" for d in self.DEPENDENTS):
+            # False trumps Unknown (knative makes sure the happy condition is False too)
+            if (self.get(self.HAPPY) or {}).get("status") != "False":
+                self.set(self.HAPPY, "False", reason, message)
+            return
         if ctype in self.DEPENDENTS:
-            if any((self.get(d) or {}).get("status") == "False" for d in self.DEPENDENTS):
-                return
             self.set(self.HAPPY, "Unknown", reason, message)
 
     def roll_up(self, target, subs):
@@ -350,6 +355,7 @@ class Controller:
         self.server_minor = 99
         self.informers = {}
         self.recent_events = {}
+        self.global_config = {}
 
     # ---------------------------------------------------------------- wiring
 
@@ -589,7 +595,8 @@ class Controller:
                              f"LLMInferenceServiceConfig.{GROUP} {go_quote(missing)} not found")
             return
         try:
-            spec = render.combine_spec(svc, [c for c, _ in configs], self._global_config())
+            self.global_config = self._global_config()
+            spec = render.combine_spec(svc, [c for c, _ in configs], self.global_config)
         except render.RenderError as exc:
             conds.mark_false("PresetsCombined", "CombineBaseError", str(exc))
             raise ReconcileError(f"failed to combine base configurations: {exc}") from exc
@@ -601,6 +608,9 @@ class Controller:
         merged = copy.deepcopy(svc)
         merged["spec"] = spec
         merged["status"] = status  # children and routing status are written onto the live status
+        if (svc["metadata"].get("annotations") or {}).get(STOP_ANNOTATION) == "true":
+            self.stop(merged, conds)
+            return
         try:
             self.reconcile_workload(merged, conds)
         finally:
@@ -612,6 +622,28 @@ class Controller:
             conds.roll_up("RouterReady", ("GatewaysReady", "HTTPRoutesReady", "InferencePoolReady",
                                           "SchedulerWorkloadReady", "TokenizerReady"))
         self._observe_workloads(merged, status)
+
+    def stop(self, svc, conds):
+        """``serving.kserve.io/stop: "true"``: delete workloads and routes, every sub-condition ``Stopped``."""
+        name, namespace = svc["metadata"]["name"], svc["metadata"]["namespace"]
+        for group, version, plural, suffix, type_name in (
+                ("apps", "v1", "deployments", "-kserve", "v1.Deployment"),
+                ("apps", "v1", "deployments", "-kserve-router-scheduler", "v1.Deployment"),
+                (*GATEWAY_API, "httproutes", "-kserve-route", "v1.HTTPRoute")):
+            self.delete_child(svc, group, version, plural, namespace, render.child_name(name, suffix), type_name)
+        router = svc["spec"].get("router") or {}
+        stopped = ["MainWorkloadReady", "HTTPRoutesReady"]
+        if ((router.get("gateway") or {}).get("refs")):
+            stopped.append("GatewaysReady")
+        if router.get("scheduler") is not None:
+            stopped += ["InferencePoolReady", "SchedulerWorkloadReady"]
+        for ctype in stopped:
+            conds.mark_false(ctype, "Stopped", "Service is stopped")
+        svc["status"].pop("url", None)
+        svc["status"].pop("addresses", None)
+        conds.roll_up("WorkloadsReady", ("MainWorkloadReady",))
+        conds.roll_up("RouterReady", ("GatewaysReady", "HTTPRoutesReady", "InferencePoolReady",
+                                      "SchedulerWorkloadReady"))
 
     def _lookup_configs(self, svc):
         namespace = svc["metadata"]["namespace"]
@@ -644,7 +676,7 @@ class Controller:
     def reconcile_workload(self, svc, conds):
         name, namespace = svc["metadata"]["name"], svc["metadata"]["namespace"]
         spec = svc["spec"]
-        if spec.get("template") is not None:
+        if _mounts_secret(spec, render.child_name(name, "-kserve-self-signed-certs")):
             try:
                 self._reconcile_certs(svc)
             except ApiException as exc:
@@ -723,7 +755,7 @@ class Controller:
 
     def expected_workload_service(self, svc):
         name, namespace = svc["metadata"]["name"], svc["metadata"]["namespace"]
-        tls = self._global_config().get("EnableTLS", False)
+        tls = self.global_config.get("EnableTLS", False)
         scheme = "https" if tls else "http"
         return {
             "apiVersion": "v1", "kind": "Service",
@@ -767,11 +799,20 @@ class Controller:
             svc["status"]["url"] = url
 
     def _validate_gateway_refs(self, svc, conds):
-        refs = ((svc["spec"].get("router") or {}).get("gateway") or {}).get("refs") or []
-        for ref in refs:
+        """``validateRouterReferences``: referenced Gateways must exist (``RefsInvalid`` otherwise)."""
+        router = svc["spec"].get("router") or {}
+        for ref in (router.get("gateway") or {}).get("refs") or []:
             namespace = ref.get("namespace") or svc["metadata"]["namespace"]
             if self.informers["gateways"].get(namespace, ref["name"]) is None:
                 conds.mark_false("GatewaysReady", "RefsInvalid", f"Gateway {namespace}/{ref['name']} does not exist")
+                return False
+        route_spec = ((router.get("route") or {}).get("http") or {}).get("spec") or {}
+        for parent in route_spec.get("parentRefs") or []:
+            namespace = parent.get("namespace") or svc["metadata"]["namespace"]
+            if parent.get("kind", "Gateway") == "Gateway" and self.informers["gateways"].get(
+                    namespace, parent["name"]) is None:
+                conds.mark_false("HTTPRoutesReady", "RefsInvalid",
+                                 f"Managed HTTPRoute references non-existent Gateway {namespace}/{parent['name']}")
                 return False
         return True
 
@@ -967,9 +1008,6 @@ class Controller:
         if router.get("route") is None:
             conds.clear("HTTPRoutesReady")
             return
-        cond = conds.get("HTTPRoutesReady")
-        if cond and cond["status"] == "False" and cond.get("reason") == "RefsInvalid":
-            return
         if route is None:
             conds.mark_true("HTTPRoutesReady")
             return
@@ -1116,6 +1154,13 @@ def attach_model_artifacts(pod_spec, spec):
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [{"name": "kserve-provision-location", "mountPath": MODEL_MOUNT}],
     })
+
+
+def _mounts_secret(spec, secret_name):
+    """Whether the main or scheduler pod template mounts ``secret_name`` (the self-signed TLS certs)."""
+    templates = [spec.get("template") or {}, ((spec.get("router") or {}).get("scheduler") or {}).get("template") or {}]
+    return any((v.get("secret") or {}).get("secretName") == secret_name
+               for template in templates for v in template.get("volumes") or [])
 
 
 def downgrade_grpc_probes(container):

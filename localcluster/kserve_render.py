@@ -226,7 +226,11 @@ def _operand(kind, tok, data):
 
 
 def render_template(text, data):
-    """Render the Go text/template subset KServe presets use: fields, functions, if/else/end, trim markers."""
+    """Render the Go text/template subset KServe presets use: fields, functions, if/else/end, trim markers.
+
+    KServe renders the JSON-serialized config, where a newline inside a string is the escape ``\\n``: trim
+    markers (``{{-``, ``-}}``) therefore only remove spaces on the same line, never line breaks.
+    """
     if "{{" not in text:
         return text
     pieces = []  # ("text", str) | ("action", str)
@@ -234,10 +238,10 @@ def render_template(text, data):
     for match in _ACTION_RE.finditer(text):
         literal = text[pos:match.start()]
         if match.group(1):
-            literal = literal.rstrip()
+            literal = literal.rstrip(" ")
         if pieces and pieces[-1][0] == "trim_next":
             pieces.pop()
-            literal = literal.lstrip()
+            literal = literal.lstrip(" ")
         pieces.append(("text", literal))
         pieces.append(("action", match.group(2)))
         if match.group(3):
@@ -246,7 +250,7 @@ def render_template(text, data):
     tail = text[pos:]
     if pieces and pieces[-1][0] == "trim_next":
         pieces.pop()
-        tail = tail.lstrip()
+        tail = tail.lstrip(" ")
     pieces.append(("text", tail))
     out, _ = _render_block(pieces, 0, data)
     return out

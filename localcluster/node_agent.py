@@ -202,8 +202,9 @@ class ConfigError(Exception):
 class Container:
     """Runtime state of one container, rendered as a ContainerStatus."""
 
-    def __init__(self, spec, log, waiting_reason):
+    def __init__(self, spec, log, waiting_reason, init=False):
         self.spec = spec
+        self.init = init
         self.name = spec["name"]
         self.log = log
         self.state = {"waiting": {"reason": waiting_reason}}
@@ -217,7 +218,7 @@ class Container:
 
     @property
     def field_path(self):
-        return f"spec.containers{{{self.name}}}"
+        return f"spec.{'initContainers' if self.init else 'containers'}{{{self.name}}}"
 
     def wait(self, reason, message=None):
         self.state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
@@ -246,7 +247,8 @@ class PodWorker:
             agent.ips.reserve(self.uid, existing_ip)
         self.ip = agent.ips.allocate(self.uid)
         has_init = bool(spec.get("initContainers"))
-        self.init_containers = [self._container(c, "PodInitializing") for c in spec.get("initContainers") or []]
+        self.init_containers = [self._container(c, "PodInitializing", init=True)
+                                for c in spec.get("initContainers") or []]
         self.containers = [self._container(c, "PodInitializing" if has_init else "ContainerCreating")
                            for c in spec["containers"]]
         self._restore_restart_counts(pod.get("status") or {})
@@ -261,9 +263,9 @@ class PodWorker:
         self._status_lock = asyncio.Lock()
         self._tmp = None
 
-    def _container(self, spec, waiting_reason):
+    def _container(self, spec, waiting_reason, init=False):
         path = self.settings.state_dir / "logs" / "pods" / f"{self.namespace}_{self.name}_{spec['name']}.log"
-        return Container(spec, ContainerLog(path), waiting_reason)
+        return Container(spec, ContainerLog(path), waiting_reason, init)
 
     def _restore_restart_counts(self, status):
         """After an agent restart, restart counts continue from what the pod status says."""
@@ -507,9 +509,12 @@ class PodWorker:
         policy = self.pod["spec"].get("restartPolicy", "Always")
         backoff = Backoff(self.settings)
         while True:
+            started = time.monotonic()
             exit_code = await self.run_once(container)
             if exit_code is None or policy == "Never" or (policy == "OnFailure" and exit_code == 0):
                 return
+            if time.monotonic() - started > self.settings.period(2 * BACKOFF_MAX_S):
+                backoff = Backoff(self.settings)  # the kubelet forgets the back-off after a long enough run
             if await self.crash_backoff(container, backoff):
                 return
 
@@ -1127,12 +1132,12 @@ class NodeAgent:
         """List, then watch from the list's resourceVersion; relist on 410 Gone or any connection failure."""
         while not self._closed.is_set():
             try:
-                response = list_func(_preload_content=False, **selectors)
+                response = list_func(_preload_content=False, _request_timeout=60, **selectors)
                 listing = json.loads(response.data)
                 self._post(("SYNC", kind, listing["items"]))
                 version = listing["metadata"]["resourceVersion"]
                 stream = watch.Watch().stream(list_func, resource_version=version, timeout_seconds=240,
-                                              deserialize=False, **selectors)
+                                              _request_timeout=300, deserialize=False, **selectors)
                 for event in stream:
                     if self._closed.is_set():
                         return

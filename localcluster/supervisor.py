@@ -96,6 +96,7 @@ class Supervisor:
             stopped = True
             _signal_group(pid, signal.SIGTERM)
             if not wait_until(lambda: not pid_alive(pid, start_time), timeout):
+                print(f"{name} (pid {pid}) ignored SIGTERM for {timeout:.0f}s: SIGKILL")
                 _signal_group(pid, signal.SIGKILL)
                 wait_until(lambda: not pid_alive(pid, start_time), 5)
         self.pid_file(name).unlink(missing_ok=True)

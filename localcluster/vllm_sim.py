@@ -634,8 +634,11 @@ class VllmServer:
         try:
             if body.get("stream"):
                 include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-                response = await reply.stream(request, include_usage)
-                self.engine.metrics.observe_finished(seq, finish_reason)
+                response, completed = await reply.stream(request, include_usage)
+                if completed:
+                    self.engine.metrics.observe_finished(seq, finish_reason)
+                else:  # the client went away mid-stream: vLLM aborts the request
+                    self.log(f"{_log_prefix('async_llm.py', 360)} Aborted request {request_id}.")
                 return response
             while await seq.events.get() is not None:
                 pass
@@ -694,17 +697,20 @@ class _Reply:
             data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
             await response.write(f"data: {data}\n\n".encode())
 
-        if self.chat:
-            await send(self.chunk(first=True))
-        while (index := await self.seq.events.get()) is not None:
-            last = index == len(self.pieces)
-            await send(self.chunk(self.pieces[index - 1], self.finish_reason if last else None))
-        if include_usage:
-            await send({"id": self.id, "object": "chat.completion.chunk" if self.chat else "text_completion",
-                        "created": self.created, "model": self.model, "choices": [], "usage": self.usage()})
-        await send("[DONE]")
-        await response.write_eof()
-        return response
+        try:
+            if self.chat:
+                await send(self.chunk(first=True))
+            while (index := await self.seq.events.get()) is not None:
+                last = index == len(self.pieces)
+                await send(self.chunk(self.pieces[index - 1], self.finish_reason if last else None))
+            if include_usage:
+                await send({"id": self.id, "object": "chat.completion.chunk" if self.chat else "text_completion",
+                            "created": self.created, "model": self.model, "choices": [], "usage": self.usage()})
+            await send("[DONE]")
+            await response.write_eof()
+        except ConnectionResetError:
+            return response, False
+        return response, True
 
 
 # --- standalone entry point ----------------------------------------------------------------------------

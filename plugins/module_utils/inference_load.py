@@ -181,8 +181,8 @@ def _words(rng, count):
 
 class PromptSource:
     """Endless prompts. ``distinct``: every prompt starts with a unique tag, so no two share a KV block.
-    ``shared_prefix``: requests cycle over ``prefix_groups`` long shared prefixes, each followed by a
-    unique question; one word is at least one token, so the prefix spans several 16-token blocks."""
+    ``shared_prefix``: each request takes one of ``prefix_groups`` long shared prefixes at random, followed
+    by a unique question; one word is at least one token, so the prefix spans several 16-token blocks."""
 
     def __init__(self, config, salt=""):
         self.config = config
@@ -199,7 +199,8 @@ class PromptSource:
         self.count += 1
         question = _words(self.rng, self.config["prompt_tokens"])
         if self.prefixes:
-            prefix = self.prefixes[index % len(self.prefixes)]
+            # A random group, not index % groups: a cycle would align with a gateway's round robin.
+            prefix = self.prefixes[self.rng.randrange(len(self.prefixes))]
             return f"{prefix} Question {index}: {question}?"
         return f"Request {index}-{self.rng.getrandbits(32):08x}: {question}."
 

@@ -21,9 +21,9 @@ description:
     one step per entry of O(request_rates))."
   - Each step sends requests during O(warmup_seconds) without recording them, then measures for
     O(duration_seconds) or until O(max_requests_per_step) measured requests were started.
-  - "Two workloads: C(distinct) prompts that share no KV-cache block, and C(shared_prefix) prompts that cycle over
-    O(prefix_groups) shared prefixes of O(shared_prefix_tokens) words (one word is at least one token) followed by
-    a unique question."
+  - "Two workloads: C(distinct) prompts that share no KV-cache block, and C(shared_prefix) prompts that each take
+    one of O(prefix_groups) shared prefixes of O(shared_prefix_tokens) words (one word is at least one token),
+    picked at random so the sequence never aligns with a round-robin gateway, followed by a unique question."
   - Reports per step requests per second, output tokens per second, TTFT, ITL, time per output token and
     end-to-end latency (mean and p50/p90/p95/p99 in milliseconds), success rate and failures by class
     (C(http_<code>), C(timeout), C(connection_error), C(incomplete_stream), C(no_choices), C(empty_output),

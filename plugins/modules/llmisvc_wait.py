@@ -12,7 +12,7 @@ module: llmisvc_wait
 short_description: Wait until a KServe LLMInferenceService is ready, or say why it is not
 version_added: 0.1.0
 author:
-  - llm_serving.gke maintainers
+  - llm_serving.gke maintainers (@llm-serving)
 description:
   - Watches a KServe C(LLMInferenceService) (llmisvc) and its children (Deployments, pods, events, HTTPRoute,
     InferencePool, Gateway) until it is ready, and returns within a second of readiness.
@@ -292,14 +292,35 @@ def validate_params(params):
     return errors
 
 
+CONNECT_RETRY_SECONDS = 120
+
+
+def connect(module, deadline):
+    """kubernetes.core's client; retried while the API server is unreachable (e.g. restarting) until the deadline.
+
+    Building the client runs discovery, which fails with a connection error or, for a plain-HTTP host, with
+    ValueError; both are worth retrying.
+    """
+    backoff = lw.Backoff(0.5, 5.0)
+    while True:
+        try:
+            return get_api_client(module=module)
+        except lw.transport_errors():
+            if lw.time.monotonic() + 1 >= deadline:
+                raise
+            lw.time.sleep(backoff.next())
+
+
 def run(module):
     params = module.params
-    client = get_api_client(module=module)
+    deadline = lw.time.monotonic() + (0 if module.check_mode else params["timeout"])
+    # A restart takes seconds; a wrong host or CA would fail the same way for the whole timeout.
+    client = connect(module, min(deadline, lw.time.monotonic() + CONNECT_RETRY_SECONDS))
     api = lw.ApiSession(client.client)
     if params.get("api_version"):
         version = lm.parse_api_version(params["api_version"])
     else:
-        version = lw.discover_version(api, lw.time.monotonic() + params["timeout"])
+        version = lw.discover_version(api, deadline)
     waiter = lw.LlmisvcWaiter(
         api,
         params["name"],
@@ -344,7 +365,8 @@ def main():
             msg=f"cannot reach the Kubernetes API server: {lw.error_text(exc)}", ready=False, outcome="failed"
         )
     result["changed"] = False
-    if result["outcome"] in ("ready", "pending"):
+    # Check mode reports what it found (even a permanent failure) without failing the play.
+    if result["outcome"] in ("ready", "pending") or module.check_mode:
         module.exit_json(**result)
     module.fail_json(**result)
 

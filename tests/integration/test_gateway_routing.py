@@ -204,6 +204,10 @@ def test_default_health_check_on_slash_makes_vllm_unhealthy_until_a_policy_sets_
     assert response.text == "no healthy upstream"
     health_check_policy(custom, namespace, "svc-hc", "Service", backends["service"])
     wait_for(lambda: requests.get(url, timeout=5).status_code == 200, what="backends healthy on /health")
+    policy = custom.get_namespaced_custom_object("networking.gke.io", "v1", namespace, "healthcheckpolicies",
+                                                 "svc-hc")
+    assert [(c["type"], c["status"], c["reason"]) for c in policy["status"]["conditions"]] == [
+        ("Attached", "True", "Attached")]
     ips = backends["ips"]
     before = {ip: metrics(ip)["vllm:request_success_total"] for ip in ips}
     for _ in range(3 * len(ips)):
@@ -224,6 +228,15 @@ def test_streaming_responses_pass_through(k8s_api_client, gateway_url, namespace
         lines = [line for line in resp.iter_lines() if line]
     assert lines[-1] == b"data: [DONE]"
     assert len(lines) >= 3
+
+
+def test_health_check_policy_on_a_service_no_route_uses_is_not_attached(k8s_api_client, namespace, backends):
+    custom = client.CustomObjectsApi(k8s_api_client)
+    health_check_policy(custom, namespace, "shadow-hc", "Service", "t-replica-ip-30172fd8")  # the seed's mistake
+    policy = wait_for(lambda: (custom.get_namespaced_custom_object(
+        "networking.gke.io", "v1", namespace, "healthcheckpolicies", "shadow-hc").get("status") or {}).get(
+        "conditions"), what="policy status")
+    assert [(c["type"], c["status"], c["reason"]) for c in policy] == [("Attached", "False", "GatewayNotFound")]
 
 
 def test_backend_timeout_from_gcpbackendpolicy_gives_504(k8s_api_client, gateway_url, namespace, backends):

@@ -224,6 +224,17 @@ def test_missing_base_ref_stops_before_creating_anything(cluster, controller_run
         cluster.namespace, label_selector="app.kubernetes.io/name=missing-ref").items
 
 
+def test_default_gateway_that_does_not_exist_is_refs_invalid(cluster, controller_running):
+    svc = seed_llmisvc("default-gw", cluster.namespace)
+    svc["spec"]["router"] = {"route": {}, "gateway": {}}  # gateway: {} -> kserve/kserve-ingress-gateway
+    cluster.create_llmisvc(svc)
+    cond = wait_for(lambda: (c := cluster.condition("default-gw", "HTTPRoutesReady")) and c["status"] == "False" and c,
+                    what="HTTPRoutesReady=False")
+    assert cond["reason"] == "RefsInvalid"
+    assert cond["message"] == "Managed HTTPRoute references non-existent Gateway kserve/kserve-ingress-gateway"
+    assert cluster.condition("default-gw", "GatewaysReady") is None  # only present with gateway.refs
+
+
 def test_spec_change_updates_the_deployment_and_observed_generation(cluster, controller_running):
     name = controller_running
     cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, cluster.namespace, "llminferenceservices", name,
@@ -235,6 +246,20 @@ def test_spec_change_updates_the_deployment_and_observed_generation(cluster, con
     assert current["metadata"]["generation"] >= 2
     assert ("Updated", f"Updated v1.Deployment {cluster.namespace}/{name}-kserve") in {
         (e.reason, e.message) for e in cluster.events(name)}
+
+
+def test_stop_annotation_deletes_workloads_and_marks_stopped(cluster, controller_running):
+    name = controller_running
+    cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, cluster.namespace, "llminferenceservices", name,
+                                                  {"metadata": {"annotations": {"serving.kserve.io/stop": "true"}}})
+    main = wait_for(lambda: (c := cluster.condition(name, "MainWorkloadReady")) and c.get("reason") == "Stopped" and c,
+                    what="MainWorkloadReady Stopped")
+    assert (main["status"], main["message"]) == ("False", "Service is stopped")
+    assert cluster.condition(name, "Ready")["reason"] == "Stopped"
+    wait_for(lambda: not cluster.apps.list_namespaced_deployment(
+        cluster.namespace, label_selector=f"app.kubernetes.io/name={name}").items, what="workloads deleted")
+    assert cluster.get("gateway.networking.k8s.io", "v1", "httproutes", f"{name}-kserve-route") is None
+    assert "url" not in cluster.llmisvc(name)["status"]
 
 
 def test_deleting_the_llmisvc_garbage_collects_its_children(cluster, controller_running):

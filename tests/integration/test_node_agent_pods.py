@@ -15,12 +15,13 @@ import requests
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
 
 SUFFIX = secrets.token_hex(3)
 NODE = f"t-node-agent-{SUFFIX}"
 NAMESPACE = f"t-node-agent-{SUFFIX}"
 EMPTY_NAMESPACE = f"t-node-agent-empty-{SUFFIX}"
+NODE_IP, KUBELET_PORT = "127.0.250.250", 10250
 TAINT = {"key": "t-node-agent/test", "value": "true", "effect": "NoSchedule"}
 RHAIIS = "registry.redhat.io/rhaiis/vllm-cuda-rhel9:3.0.0"
 SEED_GPU_ARGS = ("python3 -m vllm.entrypoints.openai.api_server --model=/mnt/models --dtype=half "
@@ -60,7 +61,8 @@ def node(core):
                       "spec": {"taints": [TAINT]}})
     core.patch_node_status(NODE, {"status": {
         "capacity": resources, "allocatable": resources,
-        "addresses": [{"type": "InternalIP", "address": "127.0.250.250"}, {"type": "Hostname", "address": NODE}],
+        "addresses": [{"type": "InternalIP", "address": NODE_IP}, {"type": "Hostname", "address": NODE}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
         "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ready",
                         "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}]}})
     stop = threading.Event()
@@ -223,3 +225,108 @@ def test_deleted_pod_is_stopped_and_removed(core, node, timeout):
         raise AssertionError("deleted pod was never removed")
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://{pod.status.pod_ip}:8000/health", timeout=5)
+
+
+def ready(pod):
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def test_malformed_storage_uri_crash_loops_the_init_container(core, node, timeout):
+    pod = vllm_pod("bad-uri", SEED_GPU_ARGS.format(extra=""))
+    pod["spec"]["initContainers"][0]["args"] = ["hf://Qwen", "/mnt/models"]
+    pod["spec"]["initContainers"][0]["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    core.create_namespaced_pod(NAMESPACE, pod)
+
+    def init_crash_looping(p):
+        init = (p.status.init_container_statuses or [None])[0]
+        return init and init.state.waiting and init.state.waiting.reason == "CrashLoopBackOff"
+
+    pod = wait_for(core, NAMESPACE, "bad-uri", init_crash_looping, timeout, "Init:CrashLoopBackOff")
+    init = pod.status.init_container_statuses[0]
+    assert "Invalid Hugging Face URI format: hf://Qwen" in init.last_state.terminated.message
+    assert pod.status.phase == "Pending"
+    assert waiting_reason(pod) == "PodInitializing"
+    initialized = next(c for c in pod.status.conditions if c.type == "Initialized")
+    assert initialized.status == "False" and "storage-initializer" in initialized.message
+
+
+@pytest.mark.parametrize(("name", "extra", "gpus", "message"), [
+    ("tp-too-large", "--tensor-parallel-size=4", "1",
+     "please set tensor_parallel_size (4) to less than max local gpu count (1)"),
+    ("no-gpu", "", None, "RuntimeError: Failed to infer device type"),
+    ("bf16-on-t4", "--dtype=bfloat16", "1", "Bfloat16 is only supported on GPUs with compute capability"),
+])
+def test_vllm_start_up_errors_crash_loop(core, node, timeout, name, extra, gpus, message):
+    pod = vllm_pod(name, SEED_GPU_ARGS.format(extra=extra).replace("--dtype=half ", "" if "dtype" in extra else
+                                                                   "--dtype=half "))
+    main = pod["spec"]["containers"][0]
+    if gpus is None:
+        del main["resources"]
+    core.create_namespaced_pod(NAMESPACE, pod)
+    pod = wait_for(core, NAMESPACE, name, lambda p: waiting_reason(p) == "CrashLoopBackOff", timeout,
+                   "CrashLoopBackOff")
+    last = main_status(pod).last_state.terminated
+    assert last.exit_code == 1 and message in last.message
+
+
+def test_missing_secret_volume_keeps_the_pod_container_creating(core, node, timeout):
+    pod = vllm_pod("no-tls-secret", SEED_GPU_ARGS.format(extra=""))
+    pod["spec"]["volumes"] = [{"name": "tls-certs", "secret": {"secretName": "x-kserve-self-signed-certs"}}]
+    core.create_namespaced_pod(NAMESPACE, pod)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events = event_messages(core, NAMESPACE, "no-tls-secret")
+        if any(reason == "FailedMount" for reason, _, _ in events):
+            break
+        time.sleep(0.5)
+    assert ("FailedMount", 'MountVolume.SetUp failed for volume "tls-certs" : secret "x-kserve-self-signed-certs" '
+            "not found", "kubelet") in events
+    pod = core.read_namespaced_pod("no-tls-secret", NAMESPACE)
+    assert pod.status.phase == "Pending" and not ready(pod)
+
+
+def test_failing_liveness_probe_restarts_the_container(core, node, timeout):
+    pod = vllm_pod("liveness", SEED_GPU_ARGS.format(extra=""))
+    pod["spec"]["containers"][0]["livenessProbe"]["httpGet"]["path"] = "/no-such-path"
+    core.create_namespaced_pod(NAMESPACE, pod)
+    pod = wait_for(core, NAMESPACE, "liveness", lambda p: main_status(p) and main_status(p).restart_count >= 1,
+                   timeout, "restarted")
+    assert main_status(pod).last_state.terminated.exit_code == 137
+    events = event_messages(core, NAMESPACE, "liveness")
+    assert ("Killing", "Container main failed liveness probe, will be restarted", "kubelet") in events
+    assert ("Unhealthy", "Liveness probe failed: HTTP probe failed with statuscode: 404", "kubelet") in events
+
+
+def test_container_logs_are_served_on_the_nodes_kubelet_port(core, node, timeout):
+    core.create_namespaced_pod(NAMESPACE, vllm_pod("logs", SEED_GPU_ARGS.format(extra="")))
+    wait_for(core, NAMESPACE, "logs", ready, timeout, "Ready")
+    url = f"https://{NODE_IP}:{KUBELET_PORT}/containerLogs/{NAMESPACE}/logs/main"
+    text = requests.get(url, params={"tailLines": "200"}, timeout=10, verify=False).text
+    assert "Application startup complete." in text
+    assert requests.get(url.replace("/main", "/nope"), timeout=10, verify=False).status_code == 404
+    try:  # through the API server: needs --kubelet-preferred-address-types=InternalIP there
+        via_api = core.read_namespaced_pod_log("logs", NAMESPACE, container="main")
+    except ApiException as err:
+        pytest.skip(f"API server does not reach kubelet endpoints: {err.reason}")
+    assert "Application startup complete." in via_api
+
+
+def test_vllm_with_ssl_flags_serves_https_from_its_secret_volume(core, node, timeout):
+    import trustme
+
+    cert = trustme.CA().issue_cert("tls-pod.example")
+    core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": "tls-pod-certs"}, "type": "kubernetes.io/tls",
+                                              "stringData": {"tls.crt": cert.cert_chain_pems[0].bytes().decode(),
+                                                             "tls.key": cert.private_key_pem.bytes().decode()}})
+    pod = vllm_pod("tls-pod", "vllm serve /mnt/models --dtype=half --max-model-len=2048 "
+                              "--ssl-certfile /var/run/kserve/tls/tls.crt --ssl-keyfile /var/run/kserve/tls/tls.key")
+    main = pod["spec"]["containers"][0]
+    main["volumeMounts"] = [{"name": "tls-certs", "mountPath": "/var/run/kserve/tls", "readOnly": True}]
+    for probe in ("livenessProbe", "readinessProbe"):
+        main[probe]["httpGet"]["scheme"] = "HTTPS"
+    pod["spec"]["volumes"] = [{"name": "tls-certs", "secret": {"secretName": "tls-pod-certs"}}]
+    core.create_namespaced_pod(NAMESPACE, pod)
+    pod = wait_for(core, NAMESPACE, "tls-pod", ready, timeout, "Ready")
+    assert requests.get(f"https://{pod.status.pod_ip}:8000/health", timeout=10, verify=False).status_code == 200
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://{pod.status.pod_ip}:8000/health", timeout=10)

@@ -70,7 +70,9 @@ def is_ready(node):
 
 
 def test_tpu_pool_lifecycle_present_scale_up_scaled_to_zero_absent(sim, pool_name, role_play, k8s):
-    variables = {"nodepool_name": pool_name, "nodepool_profile": TPU_V6E_4, "nodepool_replicas": 1}
+    # min 1: the simulated autoscaler removes empty nodes above the minimum after 12 s (10 min x time scale)
+    variables = {"nodepool_name": pool_name, "nodepool_profile": TPU_V6E_4, "nodepool_replicas": 1,
+                 "nodepool_min_node_count": 1}
     created = role_play(variables)
     assert created.rc == 0 and created.changed >= 1, created.stdout
     nodes = pool_nodes(k8s, pool_name)
@@ -104,8 +106,8 @@ def test_tpu_pool_lifecycle_present_scale_up_scaled_to_zero_absent(sim, pool_nam
 
 
 def test_start_and_finish_run_the_pool_in_the_background(sim, pool_name, role_play, k8s):
-    result = role_play({"nodepool_name": pool_name, "nodepool_profile": T4, "nodepool_replicas": 1},
-                       background=True)
+    result = role_play({"nodepool_name": pool_name, "nodepool_profile": T4, "nodepool_replicas": 1,
+                        "nodepool_min_node_count": 1}, background=True)
     assert result.rc == 0, result.stdout
     assert "other roles run here" in result.stdout
     assert result.stdout.index("Start the node pool") < result.stdout.index("Finish the node pool")

@@ -125,3 +125,10 @@ def test_auth_options_and_k8s_auth_environment(fake_cluster, monkeypatch, tmp_pa
     assert auth["host"] == "https://10.0.0.1"
     assert auth["api_key"] == "token-from-awx"
     assert auth["verify_ssl"] is False
+
+
+def test_check_mode_reports_a_permanent_failure_without_failing(fake_cluster):
+    fake_cluster["result"] = {"ready": False, "outcome": "failed", "msg": "qwen not ready: pod p: ImagePullBackOff"}
+    result = run_module({"name": "qwen", "namespace": "ns"}, check_mode=True)
+    assert result.kind == "exit"
+    assert result.result["outcome"] == "failed"

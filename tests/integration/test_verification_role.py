@@ -1,0 +1,234 @@
+"""The verification role against llmisvcs served by the local cluster (simulated KServe, gateway and vLLM).
+
+Two llmisvcs with three prefix-caching replicas each: ``sched`` routes through an InferencePool and the
+prefix-aware endpoint picker, ``rr`` routes to the workload Service (round robin). The role runs in a
+playbook written to a temporary directory, exactly as a user's playbook would call it.
+"""
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+pytestmark = pytest.mark.cluster
+
+SHARED = Path(__file__).resolve().parents[3] / "shared"
+PRESETS = SHARED / "crds" / "samples" / "kserve-v0.20.0" / "presets-config-llmisvcconfig"
+GROUP, VERSION = "serving.kserve.io", "v1alpha2"
+POOL_GROUP = "inference.networking.k8s.io"
+VLLM_CPU_IMAGE = "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.10.1.1"
+MODEL = "Qwen/Qwen2.5-3B-Instruct"
+REPLICAS = 3
+
+
+def wait_for(predicate, timeout=60, interval=1.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def llmisvc(name, scheduler):
+    router = {"route": {}, "gateway": {"refs": [{"name": "inference-gateway", "namespace": "opendatahub"}]}}
+    if scheduler:
+        router["scheduler"] = {}
+    probe = {"httpGet": {"path": "/health", "port": 8000}, "initialDelaySeconds": 1, "periodSeconds": 2}
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1", "kind": "LLMInferenceService", "metadata": {"name": name},
+        "spec": {"model": {"uri": "hf://Qwen/Qwen2.5-3B-Instruct", "name": MODEL}, "replicas": REPLICAS,
+                 "router": router,
+                 "template": {"containers": [{
+                     "name": "main", "image": VLLM_CPU_IMAGE,
+                     "args": ["--enable-prefix-caching", "--max-model-len=4096", "--disable-log-requests"],
+                     "env": [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token",
+                                                                                 "key": "HF_TOKEN"}}}],
+                     "readinessProbe": probe}]}},
+    }
+
+
+def health_check_policy(name, kind, target, group=None):
+    target_ref = {"kind": kind, "name": target}
+    if group:
+        target_ref["group"] = group
+    return {"apiVersion": "networking.gke.io/v1", "kind": "HealthCheckPolicy", "metadata": {"name": name},
+            "spec": {"default": {"checkIntervalSec": 2, "healthyThreshold": 1,
+                                 "config": {"type": "HTTP", "httpHealthCheck": {"port": 8000,
+                                                                                "requestPath": "/health"}}},
+                     "targetRef": target_ref}}
+
+
+def route_preset_without_timeouts(namespace):
+    """The collection's GKE fix: a namespace-local router-route preset without the rejected timeouts."""
+    with open(PRESETS / "config-llm-router-route.yaml") as handle:
+        preset = yaml.safe_load(handle)
+    for rule in preset["spec"]["router"]["route"]["http"]["spec"]["rules"]:
+        rule.pop("timeouts", None)
+    preset["metadata"] = {"name": "kserve-config-llm-router-route", "namespace": namespace}
+    return preset
+
+
+def ready(custom, core, namespace, name):
+    """The llmisvc is Ready, all its replicas are Ready pods, and a completion through its URL succeeds."""
+    try:
+        svc = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "llminferenceservices", name)
+    except ApiException:
+        return None
+    status = svc.get("status") or {}
+    conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
+    if conditions.get("Ready") != "True" or not status.get("url"):
+        return None
+    pods = core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/name={name},"
+                                    "app.kubernetes.io/component=llminferenceservice-workload").items
+    ready_pods = [p for p in pods if not p.metadata.deletion_timestamp and any(
+        c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
+    if len(ready_pods) != REPLICAS:
+        return None
+    try:
+        response = requests.post(status["url"] + "/v1/completions", timeout=30,
+                                 json={"model": MODEL, "prompt": "ping", "max_tokens": 1})
+    except requests.RequestException:
+        return None
+    return response.status_code == 200 and requests.get(status["url"] + "/health", timeout=10).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def deployed(local_cluster, k8s_api_client):
+    """Namespace with the llmisvcs ``sched`` (InferencePool + EPP) and ``rr`` (Service, round robin)."""
+    if not PRESETS.exists():
+        pytest.skip(f"KServe presets not found at {PRESETS}")
+    core, custom = client.CoreV1Api(k8s_api_client), client.CustomObjectsApi(k8s_api_client)
+    namespace = f"t-verif-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": namespace}})
+    try:
+        core.create_namespaced_secret(namespace, {"metadata": {"name": "hf-token"},
+                                                  "stringData": {"HF_TOKEN": local_cluster.get("HF_TOKEN", "x")}})
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llminferenceserviceconfigs",
+                                               route_preset_without_timeouts(namespace))
+        for name, scheduler in (("sched", True), ("rr", False)):
+            custom.create_namespaced_custom_object(GROUP, "v1alpha1", namespace, "llminferenceservices",
+                                                   llmisvc(name, scheduler))
+        # As the llmisvc role does: the InferencePool and the workload Service (catch-all rule) both need one.
+        for policy in (health_check_policy("sched-pool-hc", "InferencePool", "sched-inference-pool", POOL_GROUP),
+                       health_check_policy("sched-hc", "Service", "sched-kserve-workload-svc"),
+                       health_check_policy("rr-hc", "Service", "rr-kserve-workload-svc")):
+            custom.create_namespaced_custom_object("networking.gke.io", "v1", namespace, "healthcheckpolicies",
+                                                   policy)
+        try:
+            for name in ("sched", "rr"):
+                wait_for(lambda name=name: ready(custom, core, namespace, name), timeout=300,
+                         what=f"llmisvc {name} Ready and serving")
+        except AssertionError as exc:
+            pytest.skip(f"the local cluster did not make the llmisvcs Ready: {exc}")
+        yield namespace
+    finally:
+        core.delete_namespace(namespace)
+
+
+def run_verification(run_playbook, tmp_path, name, namespace, **overrides):
+    """Run the role in a one-play playbook; return (PlaybookResult, parsed JSON report or None)."""
+    report_dir = tmp_path / name
+    variables = {
+        "verification_llmisvc_name": name, "verification_namespace": namespace, "verification_model_name": MODEL,
+        "verification_report_dir": str(report_dir),
+        "verification_benchmark_concurrency": [1, 4], "verification_benchmark_warmup_seconds": 0.5,
+        "verification_benchmark_duration_seconds": 0, "verification_benchmark_max_requests_per_step": 12,
+        "verification_benchmark_max_tokens": 8, "verification_scheduler_enabled": name != "rr",
+        "verification_cache_test": True, "verification_cache_concurrency": 4, "verification_cache_warmup_seconds": 0,
+        "verification_cache_duration_seconds": 0, "verification_cache_max_requests": 60,
+        "verification_cache_prefix_groups": 5, "verification_cache_shared_prefix_tokens": 200,
+        "verification_check_pod_health": True, "verification_scrape_replica_metrics": True,
+    }
+    variables.update(overrides)
+    playbook = tmp_path / f"verify-{name}.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "name": f"Verify {name}", "hosts": "localhost", "gather_facts": False,
+        "tasks": [{"name": "Verify", "ansible.builtin.include_role": {"name": "llm_serving.gke.verification"}}],
+    }]))
+    result = run_playbook(playbook, extra_vars=variables, timeout=600)
+    reports = sorted(report_dir.glob(f"verification-{name}-*.json"))
+    return result, (json.loads(reports[-1].read_text()) if reports else None)
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory):
+    return tmp_path_factory.mktemp("verification")
+
+
+_RUNS = {}  # (namespace, llmisvc) -> result of the default run, shared by the tests of this module
+
+
+@pytest.fixture
+def verified(run_playbook, deployed, module_tmp):
+    """verified(name) -> (PlaybookResult, report) of the role's run with the default test settings."""
+    def get(name):
+        if (deployed, name) not in _RUNS:
+            _RUNS[deployed, name] = run_verification(run_playbook, module_tmp, name, deployed)
+        return _RUNS[deployed, name]
+    return get
+
+
+def test_all_checks_pass_and_reports_are_written(verified, deployed):
+    result, report = verified("sched")
+    assert result.rc == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert report is not None
+    assert report["passed"] is True and report["failures"] == []
+    assert report["url"].endswith(f"/{deployed}/sched") and report["url_source"] == "status.url"
+    checks = {c["name"]: c for c in report["checks"]}
+    assert set(checks) == {"models", "completions", "chat_completions", "gateway_health", "pod_health",
+                           "route_to_inference_pool", "inference_pool_accepted"}
+    assert all(c["passed"] for c in checks.values())
+    assert len(report["pod_ips"]) == REPLICAS
+    bench = report["benchmark"]
+    assert [s["concurrency"] for s in bench["steps"]] == [1, 4]
+    assert all(s["requests"] == 12 and s["success_rate"] == 1.0 for s in bench["steps"])
+    assert bench["requests_per_second"] > 0 and bench["ttft_p95_ms"] > 0
+    markdown = Path(report["report_markdown"]).read_text()
+    assert "# Verification of" in markdown and "**PASSED**" in markdown
+    assert "█" in markdown  # the throughput/latency chart
+    assert "Prefix-cache hit rate" in markdown
+
+
+def test_shared_prefix_cache_hit_rate_is_higher_with_the_scheduler(verified):
+    (sched_result, sched), (rr_result, rr) = verified("sched"), verified("rr")
+    assert sched_result.rc == 0 and rr_result.rc == 0, sched_result.stdout[-3000:] + rr_result.stdout[-3000:]
+    assert {c["name"] for c in rr["checks"]} == {"models", "completions", "chat_completions", "gateway_health",
+                                                 "pod_health"}  # no scheduler: no routing checks
+    assert sched["cache"]["requests"] == rr["cache"]["requests"] == 60
+    # Round robin sends each prefix to every replica, so each replica misses it once; the prefix-aware picker
+    # keeps a prefix on the replica that has it cached.
+    assert sched["cache"]["hit_rate"] > rr["cache"]["hit_rate"]
+    for report in (sched, rr):
+        shares = [r["request_share"] for r in report["cache"]["replicas"].values()]
+        assert len(shares) == REPLICAS and sum(shares) == pytest.approx(1.0)
+    assert min(r["request_share"] for r in rr["cache"]["replicas"].values()) > 0.2  # round robin spreads evenly
+
+
+def test_missed_thresholds_fail_naming_threshold_and_measured_value(run_playbook, deployed, module_tmp):
+    result, report = run_verification(
+        run_playbook, module_tmp, "sched", deployed, verification_cache_test=False,
+        verification_check_pod_health=False, verification_benchmark_concurrency=[2],
+        verification_max_p95_ms=0.001, verification_min_rps=100000, verification_gateway_health_status=[503])
+    assert result.rc != 0
+    assert "verification_max_p95_ms: measured " in result.stdout
+    assert "required <= 0.001 ms" in result.stdout
+    assert "verification_min_rps: measured " in result.stdout
+    assert "check gateway_health: expected HTTP 503" in result.stdout and "got HTTP 200" in result.stdout
+    assert report is not None and report["passed"] is False  # the report is written before the failure
+    assert {t["name"] for t in report["thresholds"] if not t["passed"]} == {"verification_max_p95_ms",
+                                                                            "verification_min_rps"}
+
+
+def test_unknown_llmisvc_fails_with_a_clear_message(run_playbook, deployed, module_tmp):
+    result, report = run_verification(run_playbook, module_tmp, "no-such-llmisvc", deployed)
+    assert result.rc != 0
+    assert f"LLMInferenceService {deployed}/no-such-llmisvc was not found" in result.stdout
+    assert report is None
