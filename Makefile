@@ -15,7 +15,7 @@ export ANSIBLE_HOME := $(ROOT)/.cache/ansible-home
 export ANSIBLE_LOCAL_TEMP := $(ROOT)/.cache/ansible-tmp
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup system-packages lint sanity unit integration molecule test build \
+.PHONY: setup system-packages lint sanity unit integration molecule test build ee \
         cluster-up cluster-down cluster-status control-plane deploy-local clean
 
 setup: $(STAMP) $(COLL_LINK)
@@ -77,15 +77,20 @@ molecule: setup cluster-up
 	$(BIN)/molecule test --all
 
 # Order: fast checks first; the pytest integration suite last so its summary closes the log.
-test: lint sanity unit molecule integration
+test: lint sanity build ee unit molecule integration
 
 build: setup
+	rm -rf $(ROOT)/.cache/build
 	$(BIN)/ansible-galaxy collection build --force --output-path $(ROOT)/.cache/build
+
+# Execution environment build context (ansible-builder v3); `ansible-builder build` needs a container engine.
+ee: build
+	$(BIN)/ansible-builder create --file execution-environment.yml --context $(ROOT)/.cache/ee-context
 
 control-plane: setup
 	bash localcluster/build-control-plane.sh
 
-cluster-up: setup control-plane
+cluster-up: setup
 	$(BIN)/python -m localcluster up
 
 cluster-down: setup

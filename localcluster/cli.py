@@ -82,8 +82,8 @@ def main(argv=None):
     try:
         if args.command == "up":
             with exclusive(cluster):
-                problems = cluster.up()
-            return 1 if any("not ready" in p or "exited" in p for p in problems) else 0
+                errors = cluster.up()
+            return 1 if errors else 0
         if args.command == "down":
             with exclusive(cluster):
                 cluster.down(purge=args.purge)

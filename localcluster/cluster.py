@@ -129,6 +129,7 @@ class Cluster:
     # ------------------------------------------------------------ up
 
     def up(self):
+        """Start what is not running, install CRDs and bootstrap objects; returns the errors (empty = fine)."""
         started_at = time.monotonic()
         phases = PhaseClock()
         settings = self.settings()
@@ -145,17 +146,20 @@ class Cluster:
         kube = Kube(self.kubeconfig_path(settings))
         crds.install(kube, self.log)
         phases.mark("CRDs")
-        problems = bootstrap.create_all(kube, identity, self.log)
+        errors = bootstrap.create_all(kube, identity, self.log)
         phases.mark("bootstrap")
-        problems += self.start_simulators(env)
+        sim_errors, notes = self.start_simulators(env)
+        errors += sim_errors
         phases.mark("simulators")
         if warn_running_time_scale:
-            problems.append(f"simulators already running keep LOCALCLUSTER_TIME_SCALE={warn_running_time_scale}; "
-                            "`python -m localcluster restart <simulator>` applies the new value")
+            notes.append(f"simulators already running keep LOCALCLUSTER_TIME_SCALE={warn_running_time_scale}; "
+                         "`python -m localcluster restart <simulator>` applies the new value")
         self.log(f"cluster up in {time.monotonic() - started_at:.1f}s ({phases}); env: {self.paths.env_file}")
-        for problem in problems:
-            self.log(f"WARNING: {problem}")
-        return problems
+        for note in notes:
+            self.log(f"NOTE: {note}")
+        for error in errors:
+            self.log(f"ERROR: {error}")
+        return errors
 
     def _time_scale_differs(self, settings):
         previous = read_env_file(self.paths.env_file).get("LOCALCLUSTER_TIME_SCALE")
@@ -213,11 +217,11 @@ class Cluster:
                              f"{self.sup.log_tail(name)}")
 
     def start_simulators(self, env):
-        """Start every simulator whose module exists, then wait for its ready file; returns problems."""
-        problems, waiting = [], []
+        """Start every simulator whose module exists, then wait for its ready file; returns (errors, notes)."""
+        errors, notes, waiting = [], [], []
         for name in selected_simulators():
             if not simulator_module_exists(name):
-                problems.append(f"simulator localcluster.{name} is missing (localcluster/{name}.py not written yet)")
+                notes.append(f"simulator localcluster.{name} is missing (localcluster/{name}.py not written yet)")
                 continue
             if not self.sup.is_running(name):
                 self.start_simulator(name, env)
@@ -226,8 +230,8 @@ class Cluster:
             try:
                 self._wait(name, lambda n=name: (self.paths.ready / n).exists(), ready_timeout())
             except StartError as exc:
-                problems.append(str(exc))
-        return problems
+                errors.append(str(exc))
+        return errors, notes
 
     def start_simulator(self, name, env):
         (self.paths.ready / name).unlink(missing_ok=True)
@@ -306,8 +310,9 @@ class Cluster:
         if name == "etcd":
             return port_listening(config.ETCD_CLIENT_PORT)
         if name == "kube-apiserver":
-            identity = controlplane.load_identity(self.paths)
-            return controlplane.apiserver_ready(self.paths, identity)
+            if not self.paths.identity_file.exists():  # status never creates state
+                return False
+            return controlplane.apiserver_ready(self.paths, controlplane.load_identity(self.paths))
         port = config.CONTROLLER_MANAGER_PORT if name == "kube-controller-manager" else config.SCHEDULER_PORT
         return controlplane.component_healthy(port)
 

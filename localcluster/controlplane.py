@@ -242,6 +242,11 @@ def apiserver_argv(binary, paths):
             "--bind-address=127.0.0.1", f"--secure-port={config.APISERVER_PORT}", "--advertise-address=127.0.0.1",
             f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
+            # Published in kube-system/extension-apiserver-authentication, which the controller manager and
+            # the scheduler read for their own authentication (without it they log an error every minute).
+            f"--requestheader-client-ca-file={pki / 'ca.crt'}", "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             f"--token-auth-file={pki / 'tokens.csv'}", "--authorization-mode=RBAC",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
@@ -251,6 +256,8 @@ def apiserver_argv(binary, paths):
             "--disable-admission-plugins=ServiceAccount",
             # The `kubernetes` Service cannot point at a loopback address; do not try.
             "--endpoint-reconciler-type=none",
+            # Logs/exec reach the node agent (the simulated kubelet) on each Node's InternalIP.
+            "--kubelet-preferred-address-types=InternalIP",
             "--allow-privileged=true", "--profiling=false"]
     if binary_minor_version(binary) < 24:
         argv.append("--insecure-port=0")  # 1.20 would otherwise also serve plain HTTP on :8080

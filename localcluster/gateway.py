@@ -187,6 +187,7 @@ class GatewayController:
             self.informers[key] = Informer(self.kube, group, version, plural, changed, name=key).start()
         for informer in self.informers.values():
             informer.synced.wait()
+        self.sync()  # listeners bound and statuses written before the process reports ready
         threading.Thread(target=self._loop, name="gateway-controller", daemon=True).start()
 
     def _loop(self):
@@ -565,7 +566,8 @@ class HealthChecker:
 
     def __init__(self, time_scale):
         self.time_scale = time_scale
-        self.state = {}  # (ip, port, path) -> {"healthy", "ok", "fail", "next"}
+        self.state = {}  # (ip, port, path) -> {"healthy", "ok", "fail", "next", "busy"}
+        self.tasks = set()
 
     def healthy(self, endpoint, health):
         entry = self.state.get((endpoint.ip, health.get("port"), health.get("path")))
@@ -586,15 +588,17 @@ class HealthChecker:
                 if key not in targets:
                     del self.state[key]
             now = time.monotonic()
-            due = [(key, cfg) for key, cfg in targets.items()
-                   if self.state.setdefault(key, {"healthy": False, "ok": 0, "fail": 0, "next": 0})["next"] <= now]
-            if due:
-                await asyncio.gather(*(self._probe(session, key, cfg) for key, cfg in due))
+            for key, cfg in targets.items():
+                entry = self.state.setdefault(key, {"healthy": False, "ok": 0, "fail": 0, "next": 0, "busy": False})
+                if entry["next"] <= now and not entry["busy"]:
+                    entry["busy"] = True  # a slow backend must not hold up the other probes
+                    task = asyncio.ensure_future(self._probe(session, key, cfg, entry))
+                    self.tasks.add(task)  # asyncio keeps only weak references to running tasks
+                    task.add_done_callback(self.tasks.discard)
             await asyncio.sleep(0.2)
 
-    async def _probe(self, session, key, cfg):
+    async def _probe(self, session, key, cfg, entry):
         ip, port, path = key
-        entry = self.state[key]
         entry["next"] = time.monotonic() + max(0.5, float(cfg["checkIntervalSec"]) * self.time_scale)
         timeout = aiohttp.ClientTimeout(total=max(0.5, min(float(cfg["timeoutSec"]), 5.0)))
         try:
@@ -603,6 +607,7 @@ class HealthChecker:
                 ok = resp.status == 200
         except Exception:
             ok = False
+        entry["busy"] = False
         if ok:
             entry["ok"], entry["fail"] = entry["ok"] + 1, 0
             if entry["ok"] >= int(cfg["healthyThreshold"]):
@@ -676,7 +681,7 @@ class DataPlane:
             path = rewrite_prefix(request.path, match.path, match.rewrite)
         tried = set()
         for _attempt in range(2):  # like Google's load balancers: one retry elsewhere on a connect failure
-            endpoint = self._pick_endpoint(backend, request.path, body, exclude=tried)
+            endpoint, picker = self._pick_endpoint(backend, request.path, body, exclude=tried)
             if endpoint is None:
                 return self._log(request, match, None, web.Response(status=503, text="no healthy upstream"), started)
             url = f"http://{endpoint.ip}:{endpoint.port}{path}"
@@ -693,9 +698,9 @@ class DataPlane:
                 continue
             finally:
                 self.inflight[key] -= 1
-            return self._log(request, match, endpoint, response, started)
+            return self._log(request, match, endpoint, response, started, picker)
         response = web.Response(status=503, text="upstream connect error or disconnect/reset before headers")
-        return self._log(request, match, endpoint, response, started)
+        return self._log(request, match, endpoint, response, started, picker)
 
     def _choose_backend(self, match):
         candidates = [b for b in match.backends if b.weight > 0]
@@ -706,9 +711,10 @@ class DataPlane:
         return random.choices(candidates, weights=[b.weight for b in candidates])[0]
 
     def _pick_endpoint(self, backend, path, body, exclude=()):
+        """(endpoint or None, how it was picked) among the backend's healthy endpoints."""
         healthy = [e for e in backend.endpoints if self.health.healthy(e, backend.health) and e not in exclude]
         if not healthy:
-            return None
+            return None, "-"
         if backend.kind == "InferencePool":
             if backend.epp_available:
                 try:
@@ -719,12 +725,14 @@ class DataPlane:
                 picker.index.forget_missing({f"{e.ip}:{e.port}" for e in backend.endpoints})
                 by_name = {f"{e.ip}:{e.port}": e for e in healthy}
                 inflight = {name: self.inflight.get((e.ip, e.port), 0) for name, e in by_name.items()}
-                chosen, _matched, _total = picker.pick(list(by_name), prompt_text(path, payload), inflight)
-                return by_name[chosen]
+                chosen, matched, total = picker.pick(list(by_name), prompt_text(path, payload), inflight)
+                return by_name[chosen], f"epp(prefix {matched}/{total} blocks)"
             if not backend.fail_open:
-                return None
+                return None, "epp-unavailable"
+            rotation = self.round_robin.setdefault(backend.key, RoundRobin())
+            return rotation.pick(healthy), "failopen-round-robin"
         rotation = self.round_robin.setdefault(backend.key, RoundRobin())
-        return rotation.pick(healthy)
+        return rotation.pick(healthy), "round-robin"
 
     async def _proxy(self, request, url, body, timeout):
         """Forward and stream the answer back; the backend timeout covers the whole response (GKE semantics)."""
@@ -738,7 +746,8 @@ class DataPlane:
                         return await self._exchange(request, url, body, headers, state)
                     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                         # a pooled keep-alive connection the backend had closed: retry once on a new one
-                        if isinstance(exc, aiohttp.ClientConnectorError) or attempt == 2 or state["response"]:
+                        started = state["response"] is not None
+                        if isinstance(exc, aiohttp.ClientConnectorError) or attempt == 2 or started:
                             raise
         except TimeoutError:
             if state["response"] is None:
@@ -773,11 +782,11 @@ class DataPlane:
             await response.write_eof()
             return response
 
-    def _log(self, request, match, endpoint, response, started):
+    def _log(self, request, match, endpoint, response, started, picker="-"):
         elapsed = (time.monotonic() - started) * 1000
-        ACCESS_LOG.info("%s %s route=%s rule=%s backend=%s status=%s ms=%.1f", request.method, request.path_qs,
-                        match.route if match else "-", match.rule if match else "-",
-                        f"{endpoint.pod}@{endpoint.ip}:{endpoint.port}" if endpoint else "-",
+        ACCESS_LOG.info("%s %s route=%s rule=%s backend=%s picker=%s status=%s ms=%.1f", request.method,
+                        request.path_qs, match.route if match else "-", match.rule if match else "-",
+                        f"{endpoint.pod}@{endpoint.ip}:{endpoint.port}" if endpoint else "-", picker,
                         response.status, elapsed)
         return response
 

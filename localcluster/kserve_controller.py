@@ -544,6 +544,7 @@ class Controller:
         except ReconcileError as exc:
             error = str(exc)
         status["observedGeneration"] = svc["metadata"].get("generation")
+        _restore_transition_times(status, original.get("status"))
         if error:
             self.event(original, "Warning", "Error", f"Reconciliation failed: {error}")
         self.update_status(original, status)
@@ -788,10 +789,10 @@ class Controller:
         if not self._validate_gateway_refs(svc, conds):
             return
         self.reconcile_scheduler(svc, conds)
-        route = self.reconcile_route(svc, conds)
-        self._evaluate_pool(svc, conds, route)
+        routes = self.reconcile_route(svc, conds)
+        self._evaluate_pool(svc, conds, routes)
         self._evaluate_gateways(svc, conds)
-        self._evaluate_route(svc, conds, route)
+        self._evaluate_route(svc, conds, routes)
         if router.get("route") is None:
             workload = render.child_name(svc["metadata"]["name"], "-kserve-workload-svc")
             url = f"http://{workload}.{svc['metadata']['namespace']}.svc.cluster.local"
@@ -944,7 +945,12 @@ class Controller:
             self.delete_child(svc, *GATEWAY_API, "httproutes", namespace, route_name, "v1.HTTPRoute")
             if route is None:
                 conds.clear("HTTPRoutesReady")
-            return None
+                return []
+            # bring-your-own routes: not modified, but their status and URLs count
+            referenced = [self.informers["httproutes"].get(namespace, ref["name"]) for ref in route["http"]["refs"]]
+            referenced = [r for r in referenced if r is not None]
+            self._update_routing_status(svc, referenced)
+            return referenced
         expected = self.expected_route(svc)
         try:
             current = self.apply_child(svc, *GATEWAY_API, "httproutes", expected, "v1.HTTPRoute")
@@ -953,8 +959,8 @@ class Controller:
                              f"Failed to reconcile HTTPRoute: {_api_message(exc)}")
             raise ReconcileError(f"failed to reconcile networking: failed to reconcile HTTP routes: "
                                  f"{_api_message(exc)}") from exc
-        self._update_routing_status(svc, current)
-        return current
+        self._update_routing_status(svc, [current])
+        return [current]
 
     def expected_route(self, svc):
         name, namespace = svc["metadata"]["name"], svc["metadata"]["namespace"]
@@ -979,8 +985,18 @@ class Controller:
             expected["metadata"]["annotations"] = {MIGRATED_ANNOTATION: "v1"}
         return expected
 
-    def _update_routing_status(self, svc, route):
+    def _update_routing_status(self, svc, routes):
         """``updateRoutingStatus``: URLs from the parent Gateways' addresses, listener ports and route paths."""
+        urls = []
+        for route in routes:
+            urls += self._route_urls(route)
+        urls = sorted(set(urls))
+        svc["status"]["url"] = urls[0] if urls else None
+        svc["status"]["addresses"] = [{"name": "gateway-external", "url": url} for url in urls]
+        if not urls:
+            svc["status"].pop("url", None)
+
+    def _route_urls(self, route):
         urls = []
         path = _route_base_path(route)
         for parent in (route.get("spec") or {}).get("parentRefs") or []:
@@ -997,34 +1013,34 @@ class Controller:
                 port = "" if listener.get("port") == default_port else f":{listener.get('port')}"
                 for address in addresses:
                     urls.append(f"{scheme}://{address['value']}{port}{path}")
-        urls = sorted(set(urls))
-        svc["status"]["url"] = urls[0] if urls else None
-        svc["status"]["addresses"] = [{"name": "gateway-external", "url": url} for url in urls]
-        if not urls:
-            svc["status"].pop("url", None)
+        return urls
 
-    def _evaluate_route(self, svc, conds, route):
+    def _evaluate_route(self, svc, conds, routes):
+        """``EvaluateHTTPRouteConditions``: every route Accepted and ResolvedRefs by every parent."""
         router = svc["spec"].get("router") or {}
         if router.get("route") is None:
             conds.clear("HTTPRoutesReady")
             return
-        if route is None:
-            conds.mark_true("HTTPRoutesReady")
-            return
-        problem = _route_problem(route)
-        if problem is None:
-            conds.mark_true("HTTPRoutesReady")
-            return
-        meta = route["metadata"]
-        if problem is True:
-            parents = (route.get("status") or {}).get("parents")
-            shown = json.dumps(parents) if parents else "[]v1.RouteParentStatus(nil)"
-            detail = (f"{meta['namespace']}/{meta['name']}: "
-                      f"v1.HTTPRouteStatus{{RouteStatus:v1.RouteStatus{{Parents:{shown}}}}}")
+        details = []
+        for route in routes:
+            problem = _route_problem(route)
+            if problem is None:
+                continue
+            meta = route["metadata"]
+            if problem is True:
+                parents = (route.get("status") or {}).get("parents")
+                shown = json.dumps(parents) if parents else "[]v1.RouteParentStatus(nil)"
+                details.append(f"{meta['namespace']}/{meta['name']}: "
+                               f"v1.HTTPRouteStatus{{RouteStatus:v1.RouteStatus{{Parents:{shown}}}}}")
+            else:
+                reason, message = go_quote(problem.get("reason", "")), go_quote(problem.get("message", ""))
+                details.append(f"{meta['namespace']}/{meta['name']}: {go_quote(problem.get('status'))} "
+                               f"(reason {reason}, message {message})")
+        if details:
+            conds.mark_false("HTTPRoutesReady", "HTTPRoutesNotReady",
+                             f"The following HTTPRoutes are not ready: [{' '.join(details)}]")
         else:
-            detail = (f"{meta['namespace']}/{meta['name']}: {go_quote(problem.get('status'))} "
-                      f"(reason {go_quote(problem.get('reason', ''))}, message {go_quote(problem.get('message', ''))})")
-        conds.mark_false("HTTPRoutesReady", "HTTPRoutesNotReady", f"The following HTTPRoutes are not ready: [{detail}]")
+            conds.mark_true("HTTPRoutesReady")
 
     def _evaluate_gateways(self, svc, conds):
         refs = ((svc["spec"].get("router") or {}).get("gateway") or {}).get("refs") or []
@@ -1045,7 +1061,7 @@ class Controller:
         else:
             conds.mark_true("GatewaysReady")
 
-    def _evaluate_pool(self, svc, conds, route):
+    def _evaluate_pool(self, svc, conds, routes):
         router = svc["spec"].get("router") or {}
         scheduler = router.get("scheduler")
         if scheduler is None:
@@ -1054,7 +1070,7 @@ class Controller:
         namespace = svc["metadata"]["namespace"]
         pool_name = ((scheduler.get("pool") or {}).get("ref") or {}).get("name") or render.child_name(
             svc["metadata"]["name"], "-inference-pool")
-        gateways = _route_gateways(route)
+        gateways = sorted({gateway for route in routes for gateway in _route_gateways(route)})
         v1 = self.informers["pools"].get(namespace, pool_name)
         v1alpha2 = self.informers["pools_v1alpha2"].get(namespace, pool_name)
         if (v1 and _pool_ready(v1, "parents", gateways)) or (v1alpha2 and _pool_ready(v1alpha2, "parent", gateways)):
@@ -1154,6 +1170,19 @@ def attach_model_artifacts(pod_spec, spec):
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [{"name": "kserve-provision-location", "mountPath": MODEL_MOUNT}],
     })
+
+
+def _restore_transition_times(status, old_status):
+    """knative ``PostProcessReconcile``: a condition equal to the stored one keeps its lastTransitionTime."""
+    old = {c["type"]: c for c in (old_status or {}).get("conditions") or []}
+    for cond in status.get("conditions") or []:
+        prev = old.get(cond["type"])
+        if prev is None:
+            continue
+        same = {k: v for k, v in cond.items() if k != "lastTransitionTime"} == {
+            k: v for k, v in prev.items() if k != "lastTransitionTime"}
+        if same and "lastTransitionTime" in prev:
+            cond["lastTransitionTime"] = prev["lastTransitionTime"]
 
 
 def _mounts_secret(spec, secret_name):

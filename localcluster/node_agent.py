@@ -20,6 +20,7 @@ LOCALCLUSTER_TIME_SCALE (factor on every simulated delay; default 0.02), LOCALCL
 import asyncio
 import base64
 import collections
+import concurrent.futures
 import ipaddress
 import json
 import logging
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import urllib3
 from aiohttp import web
 from kubernetes import client, watch
 from kubernetes import config as kube_config
@@ -47,16 +49,20 @@ LOG = logging.getLogger("node_agent")
 
 BACKOFF_INITIAL_S = 10  # kubelet's container restart and image pull back-off: 10 s doubling to 300 s
 BACKOFF_MAX_S = 300
-MIN_PERIOD_S = 0.05  # floor for scaled probe periods and retries, so a tiny time scale does not spin
+MIN_PERIOD_S = 0.05  # floor for scaled retries, so a tiny time scale does not spin
+MIN_PROBE_PERIOD_S = 1.0  # floor for scaled probe periods: dozens of pods probed 5x/s would eat the CPU
 PROCESS_START_S = 5  # python + vLLM imports before argument parsing (then scaled)
 IMAGE_PULL_MB_PER_S = 120  # modelled registry throughput
 MODEL_DOWNLOAD_MB_PER_S = 150  # modelled Hugging Face download throughput (seed: ~35 s for Qwen2.5-3B)
 MODEL_SIZES_MB = {"Qwen/Qwen2.5-3B-Instruct": 6200, "Qwen/Qwen2.5-0.5B-Instruct": 1000,
                   "Qwen/Qwen2.5-7B-Instruct": 15200, "facebook/opt-125m": 250}
 DEFAULT_MODEL_MB = 5000
+GATED_REPO_PREFIXES = ("meta-llama/", "google/gemma", "mistralai/")  # need an accepted licence + token
 LOG_LINES_KEPT = 2000
 TERMINATION_MESSAGE_LIMIT = 2048  # FallbackToLogsOnError: last 80 lines / 2048 bytes of the log
 POD_NETWORK = ipaddress.ip_network("127.1.0.0/16")
+API_RETRY_S = 300  # how long API calls are retried while the API server is unreachable
+API_UNAVAILABLE = (urllib3.exceptions.HTTPError, OSError)
 GPU_RESOURCE, TPU_RESOURCE = "nvidia.com/gpu", "google.com/tpu"
 GPU_LABEL, TPU_LABEL = "cloud.google.com/gke-accelerator", "cloud.google.com/gke-tpu-accelerator"
 STORAGE_SCHEMES = ("gs://", "s3://", "hf://", "https://", "http://", "pvc://", "oci://", "/")
@@ -160,8 +166,9 @@ class ContainerLog:
 class EventRecorder:
     """core/v1 Events from component kubelet, aggregated like the kubelet's recorder (count, lastTimestamp)."""
 
-    def __init__(self, core):
+    def __init__(self, core, api):
         self.core = core
+        self.api = api
         self._seen = {}
 
     async def record(self, pod, reason, message, event_type="Normal", field_path=None):
@@ -173,7 +180,7 @@ class EventRecorder:
                 name, count = self._seen[key]
                 self._seen[key] = (name, count + 1)
                 body = {"count": count + 1, "lastTimestamp": stamp}
-                await asyncio.to_thread(self.core.patch_namespaced_event, name, meta["namespace"], body)
+                await self.api(self.core.patch_namespaced_event, name, meta["namespace"], body)
                 return
             name = f"{meta['name']}.{random_secrets.token_hex(8)}"
             involved = {"kind": "Pod", "namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"],
@@ -184,11 +191,13 @@ class EventRecorder:
                     "reason": reason, "message": message, "type": event_type, "count": 1,
                     "firstTimestamp": stamp, "lastTimestamp": stamp,
                     "source": {"component": "kubelet", "host": pod["spec"].get("nodeName")}}
-            await asyncio.to_thread(self.core.create_namespaced_event, meta["namespace"], body)
+            await self.api(self.core.create_namespaced_event, meta["namespace"], body)
             self._seen[key] = (name, 1)
         except ApiException as err:
             if err.status not in (403, 404):  # namespace being deleted
                 LOG.warning("event %s for %s/%s not recorded: %s", reason, meta["namespace"], meta["name"], err.reason)
+        except API_UNAVAILABLE as err:
+            LOG.warning("event %s for %s/%s not recorded: %s", reason, meta["namespace"], meta["name"], err)
 
     def forget(self, uid):
         for key in [k for k in self._seen if k[0] == uid]:
@@ -296,21 +305,31 @@ class PodWorker:
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self):
-        try:
-            await self.sync_status()
-            if not await self.mount_volumes():
+        while not self.stopping.is_set():
+            try:
+                await self._run_pod()
                 return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - e.g. the API server gone for minutes: start the containers over
+                LOG.exception("pod %s/%s: worker failed; restarting its containers", self.namespace, self.name)
+                if await self.sleep(2):
+                    return
+
+    async def _run_pod(self):
+        await self.sync_status()
+        if not await self.mount_volumes():
+            return
+        if not self.initialized:
             if not await self.run_init_containers():
                 return
             self.initialized = True
+        for container in self.containers:
+            container.wait("ContainerCreating")
+        await self.sync_status()
+        async with asyncio.TaskGroup() as group:  # one failing loop cancels its siblings (no orphan servers)
             for container in self.containers:
-                container.wait("ContainerCreating")
-            await self.sync_status()
-            await asyncio.gather(*(self.run_container(c) for c in self.containers))
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a bug here must not take the agent down
-            LOG.exception("pod %s/%s: worker failed", self.namespace, self.name)
+                group.create_task(self.run_container(container))
 
     async def stop(self):
         """Stop containers now (pod deleted, or node gone)."""
@@ -411,18 +430,20 @@ class PodWorker:
             if status == self._last_written or self.stopping.is_set() and self.terminating:
                 return
             try:
-                await asyncio.to_thread(self.agent.core.patch_namespaced_pod_status, self.name, self.namespace,
-                                        {"status": status})
+                await self.agent.api(self.agent.core.patch_namespaced_pod_status, self.name, self.namespace,
+                                     {"status": status})
                 self._last_written = status
             except ApiException as err:
                 if err.status != 404:
                     LOG.warning("pod %s/%s: status not written: %s", self.namespace, self.name, err.reason)
+            except API_UNAVAILABLE as err:
+                LOG.warning("pod %s/%s: status not written: %s", self.namespace, self.name, err)
 
     # ---------------------------------------------------------------- volumes, images, config
     async def mount_volumes(self):
         backoff = Backoff(self.settings)
         while True:
-            problems = await asyncio.to_thread(self.agent.missing_volume_sources, self.pod)
+            problems = await self.agent.api(self.agent.missing_volume_sources, self.pod)
             if not problems:
                 return True
             for volume, message in problems:
@@ -444,7 +465,7 @@ class PodWorker:
                 await self.event("Pulled", f'Container image "{image}" already present on machine', container=container)
                 return info
             await self.event("Pulling", f'Pulling image "{image}"', container=container)
-            configs, missing = await asyncio.to_thread(self.agent.pull_secret_configs, self.pod)
+            configs, missing = await self.agent.api(self.agent.pull_secret_configs, self.pod)
             if missing:
                 await self.event("FailedToRetrieveImagePullSecret", f"Unable to retrieve some image pull secrets "
                                  f"({', '.join(missing)}); attempting to pull the image may not succeed.", "Warning")
@@ -478,7 +499,7 @@ class PodWorker:
         backoff = Backoff(self.settings)
         while True:
             try:
-                return await asyncio.to_thread(self.agent.resolve_env, self.pod, container.spec, self.ip)
+                return await self.agent.api(self.agent.resolve_env, self.pod, container.spec, self.ip)
             except ConfigError as err:
                 container.wait("CreateContainerConfigError", str(err))
                 await self.event("Failed", f"Error: {err}", "Warning", container)
@@ -546,7 +567,7 @@ class PodWorker:
         await self.event("Started", f"Started container {container.name}", container=container)
         await self.sync_status()
         if info.kind == images.STORAGE_INITIALIZER:
-            exit_code = await self.run_storage_initializer(container)
+            exit_code = await self.run_storage_initializer(container, env)
         elif info.is_vllm:
             exit_code = await self.run_vllm(container, env)
         else:
@@ -572,14 +593,14 @@ class PodWorker:
         await self.stopping.wait()
         return None
 
-    async def run_storage_initializer(self, container):
+    async def run_storage_initializer(self, container, env):
         """KServe's storage-initializer: check the URI, "download" the model (time scaled by its size)."""
         args = list(container.spec.get("args") or [])
         uri, dest = (args + ["", "/mnt/models"])[:2]
         container.log.write(f"INFO:root:Initializing, args: src_uri [{uri}] dest_path[ [{dest}]")
         if await self.sleep(self.settings.scaled(2)):
             return None
-        error = _storage_uri_error(uri)
+        error = _storage_uri_error(uri) or _gated_model_error(uri, env)
         if error:
             container.log.write(f"Traceback (most recent call last):\n  File \"/storage-initializer/scripts/"
                                 f"initializer-entrypoint\", line 22, in <module>\n{error}")
@@ -723,7 +744,7 @@ class PodWorker:
         delay = self.settings.scaled(probe.get("initialDelaySeconds", 0)) - (time.monotonic() - started)
         if await self.sleep(delay):
             return None
-        period = self.settings.period(probe.get("periodSeconds", 10))
+        period = max(self.settings.scaled(probe.get("periodSeconds", 10)), MIN_PROBE_PERIOD_S)
         failure_threshold = probe.get("failureThreshold", 3)
         success_threshold = probe.get("successThreshold", 1)
         successes = failures = 0
@@ -756,8 +777,8 @@ class PodWorker:
             url = f"{use_scheme.lower()}://{get.get('host') or self.ip}:{port}{get.get('path') or '/'}"
             timeout = aiohttp.ClientTimeout(total=max(probe.get("timeoutSeconds", 1), 1))
             try:
-                async with aiohttp.ClientSession(timeout=timeout) as session, \
-                        session.get(url, ssl=False, allow_redirects=False) as response:
+                async with self.agent.probe_session().get(url, ssl=False, allow_redirects=False,
+                                                          timeout=timeout) as response:
                     if 200 <= response.status < 400:
                         return True, None
                     return False, f"HTTP probe failed with statuscode: {response.status}"
@@ -811,6 +832,16 @@ def _storage_uri_error(uri):
                 "'hf://' are the current available storage type.")
     if uri.startswith("hf://") and not re.fullmatch(r"hf://[\w.-]+/[\w.-]+(:[\w.-]+)?", uri):
         return f"ValueError: Invalid Hugging Face URI format: {uri}. Expected hf://<repo_owner>/<repo_name>[:<hash>]"
+    return None
+
+
+def _gated_model_error(uri, env):
+    """Gated Hugging Face repos need HF_TOKEN in the *storage-initializer's* env (the seed sets it on main only)."""
+    repo = uri[len("hf://"):].split(":", 1)[0] if uri.startswith("hf://") else ""
+    if repo.startswith(GATED_REPO_PREFIXES) and not env.get("HF_TOKEN"):
+        return (f"huggingface_hub.errors.GatedRepoError: 401 Client Error. Cannot access gated repo for url "
+                f"https://huggingface.co/api/models/{repo}/revision/main.\nAccess to model {repo} is restricted. You "
+                "must have access to it and be authenticated to access it. Please log in.")
     return None
 
 
@@ -907,7 +938,7 @@ class NodeAgent:
         self.settings = settings
         api = kube_config.new_client_from_config(config_file=settings.kubeconfig)
         self.core = client.CoreV1Api(api)
-        self.events = EventRecorder(self.core)
+        self.events = EventRecorder(self.core, self.api)
         self.ips = IPAllocator()
         self.nodes = {}
         self.workers = {}
@@ -915,10 +946,32 @@ class NodeAgent:
         self.servers = {}  # pod uid -> running VllmServer
         self.pulled_images = collections.defaultdict(dict)
         self.kubelet = KubeletEndpoint(self)
+        self._probe_session = None
         self._queue = None
         self._loop = None
         self._synced = set()
         self._closed = threading.Event()
+
+    def probe_session(self):
+        """One HTTP client for all probes; like the kubelet, a new connection per probe."""
+        if self._probe_session is None:
+            self._probe_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0))
+        return self._probe_session
+
+    async def api(self, func, *args, **kwargs):
+        """Call the Kubernetes API in a thread, retrying while the API server is away (restarts, overload)."""
+        deadline, delay = time.monotonic() + API_RETRY_S, 0.5
+        while True:
+            try:
+                return await asyncio.to_thread(func, *args, **kwargs)
+            except ApiException as err:
+                if err.status < 500 and err.status != 429 or time.monotonic() > deadline:
+                    raise
+            except API_UNAVAILABLE:
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5)
 
     # ------------------------------------------------------------ API reads used by workers (threads)
     def _secret(self, namespace, name):
@@ -1050,7 +1103,7 @@ class NodeAgent:
     async def delete_pod(self, worker):
         body = client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=worker.uid))
         try:
-            await asyncio.to_thread(self.core.delete_namespaced_pod, worker.name, worker.namespace, body=body)
+            await self.api(self.core.delete_namespaced_pod, worker.name, worker.namespace, body=body)
         except ApiException as err:
             if err.status not in (404, 409):
                 LOG.warning("pod %s/%s: delete failed: %s", worker.namespace, worker.name, err.reason)
@@ -1150,6 +1203,8 @@ class NodeAgent:
 
     async def run(self):
         self._loop, self._queue = asyncio.get_running_loop(), asyncio.Queue()
+        # API calls run in threads; asyncio's default pool (cores + 4 = 6 here) would serialise many pods
+        self._loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=32))
         node_selectors = {"label_selector": self.settings.node_selector} if self.settings.node_selector else {}
         threads = [threading.Thread(target=self._watch_forever, args=("node", self.core.list_node),
                                     kwargs=node_selectors, daemon=True),
@@ -1185,6 +1240,8 @@ class NodeAgent:
         self._closed.set()
         await asyncio.gather(*(w.stop() for w in list(self.workers.values())), return_exceptions=True)
         await self.kubelet.close()
+        if self._probe_session:
+            await self._probe_session.close()
 
 
 def _decode(value):

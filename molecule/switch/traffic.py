@@ -2,10 +2,12 @@
 
 Sends one small ``/v1/completions`` request every ``1/rate`` seconds (open loop: a slow or failed request
 does not delay the next one), records the outcome of every request and writes a JSON summary:
-``sent``, ``succeeded``, ``failed``, ``errors`` (count per class), ``error_examples``, ``first_start`` /
-``last_end`` (epoch seconds) and ``finished``. ``ready_file`` is written after the first success, so the
-caller knows the traffic reaches the model before it starts the switch.
+``sent``, ``succeeded``, ``failed``, ``errors`` (count per class), ``error_examples``, ``failures`` (start
+time and class of the first 100), ``first_start`` / ``last_end`` (epoch seconds) and ``finished``.
+``--ready-file`` is written after the first success, so the caller knows the traffic reaches the model
+before it starts the switch.
 """
+
 import argparse
 import asyncio
 import collections
@@ -14,6 +16,8 @@ import os
 import time
 
 import aiohttp
+
+MAX_FAILURES_LISTED = 100
 
 
 def parse_args():
@@ -40,7 +44,7 @@ async def one_request(session, url, payload, timeout):
             if not json.loads(body).get("choices"):
                 return start, time.time(), "no_choices", body[:200]
             return start, time.time(), None, ""
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return start, time.time(), "timeout", f"no answer within {timeout}s"
     except (aiohttp.ClientError, OSError, ValueError) as exc:
         return start, time.time(), "connection_error" if isinstance(exc, OSError) else "protocol_error", str(exc)
@@ -55,8 +59,12 @@ async def run(args):
         index = 0
         next_at = time.monotonic()
         while time.monotonic() < deadline and not os.path.exists(args.stop_file):
-            payload = {"model": args.model, "prompt": f"Request {index}: say something about the number {index}.",
-                       "max_tokens": 8, "temperature": 0}
+            payload = {
+                "model": args.model,
+                "prompt": f"Request {index}: say something about the number {index}.",
+                "max_tokens": 8,
+                "temperature": 0,
+            }
             tasks.append(asyncio.create_task(one_request(session, url, payload, args.timeout)))
             if not os.path.exists(args.ready_file) and any(t.done() and t.result()[2] is None for t in tasks):
                 with open(args.ready_file, "w", encoding="utf-8") as handle:
@@ -73,12 +81,15 @@ def summarise(results):
     for _start, _end, error, detail in results:
         if error and error not in examples:
             examples[error] = detail
+    # When each failure happened, to line them up with the switch steps and component logs.
+    failures = [{"start": start, "error": error} for start, _end, error, _detail in results if error]
     return {
         "sent": len(results),
         "succeeded": sum(1 for r in results if r[2] is None),
         "failed": sum(errors.values()),
         "errors": dict(errors),
         "error_examples": examples,
+        "failures": failures[:MAX_FAILURES_LISTED],
         "first_start": min((r[0] for r in results), default=None),
         "last_end": max((r[1] for r in results), default=None),
         "finished": True,

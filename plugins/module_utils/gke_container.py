@@ -14,6 +14,7 @@ __metaclass__ = type  # noqa: UP001 (Ansible module boilerplate)
 import random
 import re
 import time
+from functools import partial
 
 try:
     import requests
@@ -660,9 +661,8 @@ class ContainerClient:
         if kind == "quota":
             raise GkeError(quota_message(message, ctx), kind="quota")
         if error:
-            raise GkeError("Operation {} ({}) failed: {}".format(operation.get("name"), operation.get("operationType"),
-                                                             message.strip()), kind="api",
-                           details={"operation": operation})
+            raise GkeError(f"Operation {operation.get('name')} ({operation.get('operationType')}) failed: "
+                           f"{message.strip()}", kind="api", details={"operation": operation})
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -729,7 +729,7 @@ class NodePoolReconciler:
         self.result["diff"] = {"before": {"name": self.name, "status": pool.get("status")}, "after": {}}
         self.result["node_pool"] = pool
         if not self.check_mode:
-            self._submit("delete", lambda: self.client.delete_pool(self.name), wait=self.params["wait"])
+            self._submit("delete", partial(self.client.delete_pool, self.name), wait=self.params["wait"])
             self.result["node_pool"] = {}
 
     def _create(self, replacing=False):
@@ -743,7 +743,7 @@ class NodePoolReconciler:
         self.result["node_pool"] = body
         if self.check_mode:
             return
-        self._submit("create", lambda: self.client.create_pool(body), wait=self.params["wait"])
+        self._submit("create", partial(self.client.create_pool, body), wait=self.params["wait"])
         self._refresh()
 
     def _converge(self, pool):
@@ -774,12 +774,11 @@ class NodePoolReconciler:
     def _apply(self, change, desired, current, wait):
         field, verb = change["field"], change["verb"]
         if verb == "setAutoscaling":
-            call = lambda: self.client.set_autoscaling(self.name, autoscaling_body(self.params["autoscaling"]))  # noqa: E731
+            call = partial(self.client.set_autoscaling, self.name, autoscaling_body(self.params["autoscaling"]))
         elif verb == "setSize":
-            call = lambda: self.client.set_size(self.name, desired["node_count"])  # noqa: E731
+            call = partial(self.client.set_size, self.name, desired["node_count"])
         else:
-            body = update_body(field, desired, current)
-            call = lambda: self.client.update_pool(self.name, body)  # noqa: E731
+            call = partial(self.client.update_pool, self.name, update_body(field, desired, current))
         self._submit(verb, call, field=field, wait=wait)
 
     def _recreate(self, pool, immutable, changes):
@@ -799,7 +798,7 @@ class NodePoolReconciler:
         self.result["recreated"] = True
         if self.check_mode:
             return
-        self._submit("delete", lambda: self.client.delete_pool(self.name), wait=True)
+        self._submit("delete", partial(self.client.delete_pool, self.name), wait=True)
         self._create(replacing=True)
 
     def _refresh(self):

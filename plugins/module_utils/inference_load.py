@@ -498,10 +498,10 @@ class ConnectionPool:
 
     async def _connect(self):
         loop = asyncio.get_running_loop()
-        _, connection = await asyncio.wait_for(
+        transport_and_protocol = await asyncio.wait_for(
             loop.create_connection(_Connection, self.host, self.port, ssl=self.ssl,
                                    server_hostname=self.host if self.https else None), self.timeout)
-        return connection
+        return transport_and_protocol[1]
 
     def _take_idle(self):
         while self.idle:
@@ -591,7 +591,7 @@ async def _run_concurrency_step(pool, config, prompts, concurrency, step, clock_
                 records.append(record)
 
     scrape = asyncio.ensure_future(_scrape_at(config, window.measure_from))
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker() for _worker in range(concurrency)))
     return window, records, await scrape
 
 

@@ -131,7 +131,6 @@ class ResourceWatcher(threading.Thread):
         self.polling = False
         self.reconnects = 0
         self.lists = 0
-        self._response = None
 
     def items(self):
         with self.lock:
@@ -200,7 +199,7 @@ class ResourceWatcher(threading.Thread):
         timeout = int(max(1, min(remaining, random.uniform(240, 300))))
         query = dict(self.query, resourceVersion=version)
         resp = self.api.open_watch(self.path, query, timeout)
-        self._response = resp
+        self.error = None  # connected again: earlier errors are history
         try:
             for line in iter_resp_lines(resp):
                 if self.stopping.is_set():
@@ -208,7 +207,6 @@ class ResourceWatcher(threading.Thread):
                 if line:
                     version = self._apply(json.loads(line), version)
         finally:
-            self._response = None
             resp.release_conn()
         return version
 
@@ -338,7 +336,7 @@ class LlmisvcWaiter:
     def _router_due(self, llmisvc, force):
         if llmisvc is None:
             return False
-        if not (lm.router_unready(llmisvc) or force):
+        if not lm.router_unready(llmisvc):
             return False
         if self.router_read_at is None:
             return True

@@ -17,7 +17,7 @@ description:
     O(machine_type) and O(accelerator_type).
   - Read-only. Meant for pre-flight checks before creating node pools (used by the C(nodepool) role).
 author:
-  - llm_serving.gke maintainers
+  - llm_serving.gke maintainers (@llm-serving)
 extends_documentation_fragment:
   - google.cloud.gcp
   - ansible.builtin.action_common_attributes

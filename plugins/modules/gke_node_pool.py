@@ -23,7 +23,7 @@ description:
   - Uses the authentication of C(google.cloud) (C(GcpSession)), including the C(GCP_*) environment variables
     that the AWX/AAP Google Compute Engine credential injects.
 author:
-  - llm_serving.gke maintainers
+  - llm_serving.gke maintainers (@llm-serving)
 extends_documentation_fragment:
   - google.cloud.gcp
   - ansible.builtin.action_common_attributes
@@ -313,7 +313,9 @@ from ansible_collections.llm_serving.gke.plugins.module_utils.gke_container impo
 try:
     from google.auth.exceptions import GoogleAuthError
 except ImportError:  # GcpSession reports the missing library
-    GoogleAuthError = GkeError
+
+    class GoogleAuthError(Exception):
+        """Stand-in so that the except clause below stays valid."""
 
 ARGUMENT_SPEC = dict(
     location=dict(type="str", required=True),

@@ -33,9 +33,9 @@ description:
     C(vllm:prefix_cache_queries_total) and each replica's share of the requests from C(vllm:request_success_total).
   - Output token counts come from the server's C(usage) (C(stream_options.include_usage)); no tokenizer is needed.
 author:
-  - llm_serving.gke maintainers
+  - llm_serving.gke maintainers (@llm-serving)
 requirements:
-  - aiohttp >= 3.8 (on the host that runs the module, usually the controller)
+  - aiohttp >= 3.8 and httptools >= 0.6 (on the host that runs the module, usually the controller)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -134,7 +134,7 @@ options:
   metrics_urls:
     description:
       - Base URLs of the replicas (for example C(http://<pod IP>:8000)) whose C(/metrics) are scraped around each
-        step. A replica that cannot be scraped is reported under RV(summary.steps[].cache.errors).
+        step. A replica that cannot be scraped is reported in the C(errors) of the step's C(cache) result.
     type: list
     elements: str
     default: []
@@ -160,8 +160,8 @@ options:
 notes:
   - "The module reports C(changed=false): it changes nothing on the server. Run it on a host that can reach
     O(base_url), usually the controller (C(delegate_to: localhost))."
-  - One request is one record; failed requests are excluded from the latency distributions and counted in
-    RV(summary.steps[].errors).
+  - One request is one record; failed requests are excluded from the latency distributions and counted by
+    class in the C(errors) of each step.
 seealso:
   - name: vLLM benchmark_serving metrics
     description: TTFT, ITL and TPOT as vLLM's own benchmark defines them.
@@ -265,10 +265,10 @@ ARGUMENT_SPEC = dict(
     duration_seconds=dict(type="float", default=10.0),
     max_requests_per_step=dict(type="int"),
     workload=dict(type="str", choices=["distinct", "shared_prefix"], default="distinct"),
-    prompt_tokens=dict(type="int", default=32),
-    shared_prefix_tokens=dict(type="int", default=256),
+    prompt_tokens=dict(type="int", no_log=False, default=32),
+    shared_prefix_tokens=dict(type="int", no_log=False, default=256),
     prefix_groups=dict(type="int", default=4),
-    max_tokens=dict(type="int", default=32),
+    max_tokens=dict(type="int", no_log=False, default=32),
     temperature=dict(type="float", default=0.0),
     ignore_eos=dict(type="bool", default=False),
     request_timeout=dict(type="float", default=60.0),
@@ -294,8 +294,10 @@ def write_result(path, config, result):
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    if inference_load.AIOHTTP_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("aiohttp"), exception=inference_load.AIOHTTP_IMPORT_ERROR)
+    for library, error in (("aiohttp", inference_load.AIOHTTP_IMPORT_ERROR),
+                           ("httptools", inference_load.HTTPTOOLS_IMPORT_ERROR)):
+        if error:
+            module.fail_json(msg=missing_required_lib(library), exception=error)
     options = {key: value for key, value in module.params.items() if key not in MODULE_ONLY_OPTIONS}
     try:
         config = inference_load.build_config(**options)

@@ -239,6 +239,7 @@ read_errors:
 """
 
 import copy  # noqa: E402 - imports follow the documentation blocks in Ansible modules
+import time  # noqa: E402
 
 from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc as lm  # noqa: E402
 from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc_watch as lw  # noqa: E402
@@ -306,16 +307,16 @@ def connect(module, deadline):
         try:
             return get_api_client(module=module)
         except lw.transport_errors():
-            if lw.time.monotonic() + 1 >= deadline:
+            if time.monotonic() + 1 >= deadline:
                 raise
-            lw.time.sleep(backoff.next())
+            time.sleep(backoff.next())
 
 
 def run(module):
     params = module.params
-    deadline = lw.time.monotonic() + (0 if module.check_mode else params["timeout"])
+    deadline = time.monotonic() + (0 if module.check_mode else params["timeout"])
     # A restart takes seconds; a wrong host or CA would fail the same way for the whole timeout.
-    client = connect(module, min(deadline, lw.time.monotonic() + CONNECT_RETRY_SECONDS))
+    client = connect(module, min(deadline, time.monotonic() + CONNECT_RETRY_SECONDS))
     api = lw.ApiSession(client.client)
     if params.get("api_version"):
         version = lm.parse_api_version(params["api_version"])

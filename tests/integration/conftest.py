@@ -33,7 +33,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 from localcluster.cluster import Cluster, read_env_file  # noqa: E402
 from localcluster.supervisor import pid_alive  # noqa: E402

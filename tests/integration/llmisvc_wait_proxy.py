@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 import yaml
-from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host", "content-length"}
 
@@ -151,8 +151,13 @@ class CountingProxy:
             return web.Response(status=503)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         body = await request.read()
-        upstream = await self.session.request(request.method, self.upstream + request.path_qs, headers=headers,
-                                              data=body or None)
+        try:
+            upstream = await self.session.request(request.method, self.upstream + request.path_qs, headers=headers,
+                                                  data=body or None)
+        except ClientError:  # API server down (restarting): the client sees a dropped connection
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=502)
         record.status = upstream.status
         entry = (request.transport, upstream)
         self._open.add(entry)
@@ -164,8 +169,8 @@ class CountingProxy:
                 await response.write(chunk)
             await response.write_eof()
             return response
-        except (ConnectionError, asyncio.CancelledError, RuntimeError):
-            # Dropped on purpose (drop_connections) or by the client: end this exchange quietly.
+        except (ClientError, ConnectionError, asyncio.CancelledError, RuntimeError):
+            # Dropped on purpose (drop_connections), by the API server or by the client: end it quietly.
             if request.transport is not None:
                 request.transport.close()
             return web.Response(status=503)

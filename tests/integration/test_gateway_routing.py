@@ -315,3 +315,22 @@ def test_gke_global_class_does_not_support_inference_pool(k8s_api_client, namesp
     pool = custom.get_namespaced_custom_object(POOL_GROUP, "v1", namespace, "inferencepools", backends["pool"])
     parents = (pool.get("status") or {}).get("parents") or []
     assert all(p["parentRef"]["name"] != name for p in parents)
+
+
+def test_pool_fails_open_to_round_robin_when_the_endpoint_picker_is_down(
+        k8s_api_client, gateway_url, namespace, backends):
+    custom = client.CustomObjectsApi(k8s_api_client)
+    if not accepted(custom, namespace, "pool"):
+        pytest.skip("needs the pool route of the hit-rate test")
+    apps, core = client.AppsV1Api(k8s_api_client), client.CoreV1Api(k8s_api_client)
+    apps.patch_namespaced_deployment_scale("epp", namespace, {"spec": {"replicas": 0}})
+    wait_for(lambda: not core.list_namespaced_pod(namespace, label_selector="app=t-epp").items, timeout=120,
+             what="endpoint picker gone")
+    time.sleep(1)  # the gateway's routing table follows the pod watch
+    ips = backends["ips"]
+    before = {ip: metrics(ip)["vllm:request_success_total"] for ip in ips}
+    prompt = " ".join(f"same-{i}" for i in range(60))
+    for _ in range(len(ips)):
+        assert complete(f"{gateway_url}/{namespace}/pool/v1/completions", prompt).status_code == 200
+    served = {ip: metrics(ip)["vllm:request_success_total"] - before[ip] for ip in ips}
+    assert served == {ip: 1 for ip in ips}  # FailOpen: plain rotation, no prefix affinity

@@ -235,6 +235,23 @@ def test_default_gateway_that_does_not_exist_is_refs_invalid(cluster, controller
     assert cluster.condition("default-gw", "GatewaysReady") is None  # only present with gateway.refs
 
 
+def test_bring_your_own_route_is_left_alone_but_counts_for_status(cluster, controller_running):
+    cluster.custom.create_namespaced_custom_object("gateway.networking.k8s.io", "v1", cluster.namespace, "httproutes", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "byo"},
+        "spec": {"parentRefs": [{"name": "inference-gateway", "namespace": "opendatahub"}],
+                 "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": f"/{cluster.namespace}/byo"}}],
+                            "backendRefs": [{"name": "byo-kserve-workload-svc", "port": 8000}]}]}})
+    svc = seed_llmisvc("byo", cluster.namespace)
+    svc["spec"]["router"] = {"route": {"http": {"refs": [{"name": "byo"}]}},
+                             "gateway": {"refs": [{"name": "inference-gateway", "namespace": "opendatahub"}]}}
+    cluster.create_llmisvc(svc)
+    cond = wait_for(lambda: (c := cluster.condition("byo", "HTTPRoutesReady")) and c["status"] == "True" and c,
+                    what="HTTPRoutesReady=True for the referenced route")
+    assert cond["status"] == "True"
+    assert cluster.get("gateway.networking.k8s.io", "v1", "httproutes", "byo-kserve-route") is None
+    assert cluster.llmisvc("byo")["status"]["url"] == f"http://127.0.0.1/{cluster.namespace}/byo"
+
+
 def test_spec_change_updates_the_deployment_and_observed_generation(cluster, controller_running):
     name = controller_running
     cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, cluster.namespace, "llminferenceservices", name,
@@ -311,7 +328,9 @@ def gpu_pool(local_cluster, cluster):
         gke_request(local_cluster, "DELETE", f"/nodePools/{name}")
         pytest.skip(f"no Ready T4 node (node agent / GKE simulator not running?): {exc}")
     yield name
-    gke_request(local_cluster, "DELETE", f"/nodePools/{name}")
+    # GKE refuses a delete while another operation runs on the cluster ("incompatible operation"): retry
+    wait_for(lambda: gke_request(local_cluster, "DELETE", f"/nodePools/{name}").status_code in (200, 404),
+             timeout=120, interval=2, what=f"deletion of node pool {name}")
 
 
 def route_preset_without_timeouts(cluster):

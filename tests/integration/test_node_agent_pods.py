@@ -231,9 +231,13 @@ def ready(pod):
     return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
-def test_malformed_storage_uri_crash_loops_the_init_container(core, node, timeout):
-    pod = vllm_pod("bad-uri", SEED_GPU_ARGS.format(extra=""))
-    pod["spec"]["initContainers"][0]["args"] = ["hf://Qwen", "/mnt/models"]
+@pytest.mark.parametrize(("name", "uri", "message"), [
+    ("bad-uri", "hf://Qwen", "Invalid Hugging Face URI format: hf://Qwen"),
+    ("gated", "hf://meta-llama/Llama-3.2-1B-Instruct", "GatedRepoError: 401 Client Error"),  # HF_TOKEN on main only
+])
+def test_storage_initializer_failure_crash_loops_the_init_container(core, node, timeout, name, uri, message):
+    pod = vllm_pod(name, SEED_GPU_ARGS.format(extra=""))
+    pod["spec"]["initContainers"][0]["args"] = [uri, "/mnt/models"]
     pod["spec"]["initContainers"][0]["terminationMessagePolicy"] = "FallbackToLogsOnError"
     core.create_namespaced_pod(NAMESPACE, pod)
 
@@ -241,9 +245,9 @@ def test_malformed_storage_uri_crash_loops_the_init_container(core, node, timeou
         init = (p.status.init_container_statuses or [None])[0]
         return init and init.state.waiting and init.state.waiting.reason == "CrashLoopBackOff"
 
-    pod = wait_for(core, NAMESPACE, "bad-uri", init_crash_looping, timeout, "Init:CrashLoopBackOff")
+    pod = wait_for(core, NAMESPACE, name, init_crash_looping, timeout, "Init:CrashLoopBackOff")
     init = pod.status.init_container_statuses[0]
-    assert "Invalid Hugging Face URI format: hf://Qwen" in init.last_state.terminated.message
+    assert message in init.last_state.terminated.message
     assert pod.status.phase == "Pending"
     assert waiting_reason(pod) == "PodInitializing"
     initialized = next(c for c in pod.status.conditions if c.type == "Initialized")

@@ -57,3 +57,15 @@ def test_semantic_derivative_ignores_server_defaults():
     assert not is_subset({"replicas": 2}, current)
     assert is_subset({"limits": {"cpu": 6}}, {"limits": {"cpu": "6"}})
     assert is_subset(None, {"deployment.kubernetes.io/revision": "1"})
+
+
+def test_ready_keeps_its_transition_time_across_a_generation_bump():
+    from localcluster.kserve_controller import _restore_transition_times
+
+    old = {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"}]}
+    status = {"conditions": [dict(old["conditions"][0])]}
+    conds = Conditions(status)
+    conds.set("Ready", "Unknown", "NewObservedGenFailure", "unsuccessfully observed a new generation")
+    conds.set("Ready", "True")  # the reconcile finds everything ready again
+    _restore_transition_times(status, old)
+    assert conds.get("Ready")["lastTransitionTime"] == "2020-01-01T00:00:00Z"

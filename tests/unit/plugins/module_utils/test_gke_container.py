@@ -195,8 +195,8 @@ def test_disabling_autoscaling_only_compares_enabled():
 
 # Errors ---------------------------------------------------------------------------------------------------------------
 
-STOCKOUT = ("Google Compute Engine: Not all instances running in IGM after 35m. Expected 1, running 0, transitioning 1. "
-            "Current errors: [GCE_STOCKOUT]: Instance 'gke-x' creation failed: The zone "
+STOCKOUT = ("Google Compute Engine: Not all instances running in IGM after 35m. Expected 1, running 0, "
+            "transitioning 1. Current errors: [GCE_STOCKOUT]: Instance 'gke-x' creation failed: The zone "
             "'projects/p1/zones/europe-west4-a' does not have enough resources available to fulfill the request.")
 QUOTA = ('Insufficient regional quota to satisfy request: resource "TPU_V6E": request requires \'12.0\' and is short '
          "'8.0'. project has a quota of '4.0' with '4.0' available.")

@@ -84,7 +84,7 @@ class FakeApi:
         return sum(1 for c in self.calls if c[0] == kind and c[1] == path)
 
 
-POD_PATH = "/api/v1/namespaces/%s/pods" % NS
+POD_PATH = f"/api/v1/namespaces/{NS}/pods"
 
 
 def pod(name, rv):
@@ -156,11 +156,12 @@ def ready_llmisvc():
 
 
 def waiter_api(llmisvc, deployments, pods=(), events=(), llmisvc_watch=(), pod_watch=(), gate=None):
-    base = "/apis/serving.kserve.io/v1alpha2/namespaces/%s/llminferenceservices" % NS
+    base = f"/apis/serving.kserve.io/v1alpha2/namespaces/{NS}/llminferenceservices"
     return FakeApi(
-        {base: [llmisvc] if llmisvc else [], "/apis/apps/v1/namespaces/%s/deployments" % NS: list(deployments),
-         POD_PATH: list(pods), "/api/v1/namespaces/%s/events" % NS: list(events)},
-        {base: [FakeResponse(list(llmisvc_watch), end=False, gate=gate)], POD_PATH: [FakeResponse(list(pod_watch), end=False)]},
+        {base: [llmisvc] if llmisvc else [], f"/apis/apps/v1/namespaces/{NS}/deployments": list(deployments),
+         POD_PATH: list(pods), f"/api/v1/namespaces/{NS}/events": list(events)},
+        {base: [FakeResponse(list(llmisvc_watch), end=False, gate=gate)],
+         POD_PATH: [FakeResponse(list(pod_watch), end=False)]},
     )
 
 
@@ -226,7 +227,8 @@ def test_waiter_fails_fast_with_one_line_diagnosis_and_log_fallback():
     assert result["outcome"] == "failed" and not result["ready"]
     assert result["diagnosis"]["reason"] == "UnrecognizedArguments"
     assert "logs unavailable: 500" in result["diagnosis"]["message"]
-    assert result["msg"].startswith("qwen2-3b-pattern3-gpu not ready: pod qwen2-3b-pattern3-gpu-kserve-5f7c9d8b6-m4n5p:")
+    pod = "qwen2-3b-pattern3-gpu-kserve-5f7c9d8b6-m4n5p"
+    assert result["msg"].startswith(f"qwen2-3b-pattern3-gpu not ready: pod {pod}:")
     assert "did you mean --block-size?" in result["msg"]
     assert [e["reason"] for e in result["events"]] == ["BackOff"]
 

@@ -86,3 +86,21 @@ def test_documentation_matches_argument_spec():
         for sub, sub_spec in (spec.get("options") or {}).items():
             assert doc["suboptions"][sub].get("default") == sub_spec.get("default"), f"{name}.{sub}"
             assert doc["suboptions"][sub].get("choices") == sub_spec.get("choices"), f"{name}.{sub}"
+
+
+def run_cluster_info(capsys, args):
+    from ansible_collections.llm_serving.gke.plugins.modules import gke_cluster_info
+
+    with patch_module_args(dict(AUTH, location="europe-west4-a", **args)), pytest.raises(SystemExit):
+        gke_cluster_info.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def test_cluster_info_reports_gateway_and_zones_missing_the_machine_type(fake, capsys):
+    fake.gateway_channel = "CHANNEL_DISABLED"
+    result = run_cluster_info(capsys, {"cluster": "c1", "machine_type": "ct5lp-hightpu-4t",
+                                       "accelerator_type": "nvidia-tesla-t4"})
+    assert result["exists"] and not result["gateway_api_enabled"] and not result["changed"]
+    assert result["machine_type_missing_zones"] == ["europe-west4-a"] and result["accelerator_missing_zones"] == []
+    missing = run_cluster_info(capsys, {"cluster": "nope"})
+    assert missing["exists"] is False and missing["cluster"] == {} and not missing.get("failed")

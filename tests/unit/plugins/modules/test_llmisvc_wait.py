@@ -132,3 +132,31 @@ def test_check_mode_reports_a_permanent_failure_without_failing(fake_cluster):
     result = run_module({"name": "qwen", "namespace": "ns"}, check_mode=True)
     assert result.kind == "exit"
     assert result.result["outcome"] == "failed"
+
+
+def test_client_creation_is_retried_while_the_api_server_is_down(fake_cluster, monkeypatch):
+    attempts = []
+
+    class FakeClient:
+        client = object()
+
+    def flaky_get_api_client(module):
+        attempts.append(module)
+        if len(attempts) < 3:
+            raise ConnectionRefusedError(111, "Connection refused")
+        return FakeClient()
+
+    monkeypatch.setattr(llmisvc_wait, "get_api_client", flaky_get_api_client)
+    monkeypatch.setattr(llmisvc_wait.time, "sleep", lambda seconds: None)
+    result = run_module({"name": "qwen", "namespace": "ns"})
+    assert result.kind == "exit" and len(attempts) == 3
+
+
+def test_unreachable_api_server_fails_with_a_clear_message(fake_cluster, monkeypatch):
+    def down(module):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(llmisvc_wait, "get_api_client", down)
+    result = run_module({"name": "qwen", "namespace": "ns"}, check_mode=True)  # check mode: no retries
+    assert result.kind == "fail"
+    assert result.result["msg"].startswith("cannot reach the Kubernetes API server: ConnectionRefusedError")

@@ -1,0 +1,262 @@
+"""Bad input a user could plausibly type fails before any write, with a message naming the variable.
+
+Each case runs a pattern playbook as users do (no --check) with -e overrides. Every case gets its own
+workload namespace, llmisvc name and node pool name (t-bad-<case>), so that "nothing was written" is
+provable on the shared cluster:
+- GKE: the simulator's request log (GET /_sim/requests) holds no POST/PUT/PATCH/DELETE that names the
+  case's node pool since the run started;
+- Kubernetes: the case's namespace does not exist afterwards (and, for the Gateway case, the Gateway's
+  namespace holds only the Gateway the test made).
+"""
+import copy
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+import requests
+from kubernetes.client.rest import ApiException
+
+pytestmark = pytest.mark.cluster
+
+GPU_PLAYBOOK = "playbooks/deploy_pattern3_gpu.yml"
+TPU_PLAYBOOK = "playbooks/deploy_pattern1_tpu.yml"
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+GATEWAY_NAMESPACE = "t-bad-gw"
+GLOBAL_GATEWAY = "t-bad-global-gw"
+
+# The deploy playbook starts the node pool operation (tasks_from: start) before the secrets and llmisvc roles
+# validate their inputs, and the secrets role creates the namespace before it reads the source Secret.
+WRITES_BEFORE_SECRETS_CHECK = (
+    "playbooks/deploy_pattern.yml starts the node pool operation (POST nodePools) before the secrets role "
+    "checks its inputs")
+WRITES_BEFORE_LLMISVC_CHECK = (
+    "playbooks/deploy_pattern.yml starts the node pool operation and the secrets role creates the namespace and "
+    "Secrets before the llmisvc role renders/pre-flights")
+
+
+@dataclass
+class Case:
+    id: str
+    expect: str  # regex the failure message must match: the variable the user got wrong
+    overrides: dict = field(default_factory=dict)  # merged into pattern_overrides
+    extra_vars: dict = field(default_factory=dict)
+    playbook: str = GPU_PLAYBOOK
+    xfail: str = ""
+
+    @property
+    def names(self):
+        return "t-bad-" + self.id.replace("_", "-")[:30]
+
+
+CASES = [
+    Case("unknown_pattern", r"pattern_name 'p2-gpu' is not in the pattern catalog",
+         extra_vars={"pattern_name": "p2-gpu"}),
+    Case("replicas_zero", r"replicas", overrides={"replicas": 0}),
+    Case("replicas_negative", r"replicas must be >= 0", overrides={"replicas": -1}),
+    Case("replicas_not_a_number", r"replicas", overrides={"replicas": "three"}),
+    Case("replicas_above_pool_max", r"nodepool\.max_node_count", overrides={"replicas": 9}),
+    Case("unknown_pattern_key", r"unknown key replica\b", overrides={"replica": 2}),
+    Case("accelerator_profile_inconsistent", r"accelerator\.type nvidia-tesla-t4 differs from accelerator_type",
+         overrides={"accelerator_type": "nvidia-l4"}),
+    Case("accelerator_not_in_catalog", r"accelerator.*nvidia-tesla-z100|nvidia-tesla-z100.*accelerator",
+         overrides={"accelerator_type": "nvidia-tesla-z100", "accelerator": {"type": "nvidia-tesla-z100"}}),
+    Case("accelerator_count_above_node", r"accelerator_count 2 must be between 1 and accelerator\.per_node_count",
+         overrides={"accelerator_count": 2}),
+    Case("gpu_driver_version_unknown", r"gpu_driver_version",
+         overrides={"accelerator": {"gpu_driver_version": "newest"}}),
+    Case("missing_hf_token", r"secrets_hf_token is empty", extra_vars={"llm_serving_hf_token": ""},
+         xfail=WRITES_BEFORE_SECRETS_CHECK),
+    Case("missing_source_pull_secret", r"secrets_pull_secret_source_name",
+         extra_vars={"secrets_pull_secret_source_name": "no-such-pull-secret"},
+         xfail=WRITES_BEFORE_SECRETS_CHECK + "; roles/secrets/tasks/present.yml creates the namespaces before "
+         "reading the source Secret"),
+    Case("global_gateway_class", r"gke-l7-global-external-managed",
+         overrides={"gateway": {"name": GLOBAL_GATEWAY, "namespace": GATEWAY_NAMESPACE}},
+         xfail=WRITES_BEFORE_LLMISVC_CHECK),
+    Case("zone_without_machine_type", r"do not offer machine type 'ct6e-standard-4t'.*machine_type",
+         extra_vars={"nodepool_node_locations": ["europe-west4-b"]}, playbook=TPU_PLAYBOOK),
+    Case("machine_type_not_in_cluster_zone", r"machine_type", overrides={"machine_type": "ct5lp-hightpu-4t"},
+         playbook=TPU_PLAYBOOK),
+    Case("cluster_not_in_location", r"llm_serving_gcp_location|nodepool_location",
+         extra_vars={"llm_serving_gcp_location": "us-central1-a"}),
+    Case("malformed_model_uri", r"model_uri Qwen/Qwen2\.5-3B-Instruct needs a scheme",
+         overrides={"model_uri": "Qwen/Qwen2.5-3B-Instruct"}),
+    Case("model_name_empty", r"model_name must not be empty", overrides={"model_name": ""}),
+    Case("tpu_topology_single_host_profile", r"nodepool_profile\.tpu_topology",
+         extra_vars={"nodepool_profile": {"machine_type": "ct6e-standard-4t", "accelerator_type": "tpu-v6e-slice",
+                                          "accelerator_count": 4, "tpu_topology": "2x2"}},
+         playbook=TPU_PLAYBOOK),
+    Case("tpu_topology_multi_host_in_pattern", r"tpu_topology",
+         overrides={"accelerator": {"tpu_topology": "4x4",
+                                    "node_selector": {"cloud.google.com/gke-tpu-topology": "4x4"},
+                                    "node_labels": {"cloud.google.com/gke-tpu-topology": "4x4"}}},
+         playbook=TPU_PLAYBOOK,
+         xfail="roles/pattern/tasks/main.yml does not check accelerator.tpu_topology against machine_type / "
+         "per_node_count, and playbooks/vars/pattern_roles.yml does not pass it to nodepool_profile, so a "
+         "multi-host topology on the single-host ct6e-standard-4t pool is accepted and deployed"),
+    Case("llmisvc_name_with_capitals", r"llmisvc_name Qwen-GPU must be a DNS label",
+         overrides={"llmisvc_name": "Qwen-GPU"}),
+    Case("namespace_not_dns_label", r"namespace LLM_Serving must be a DNS label",
+         overrides={"namespace": "LLM_Serving"}),
+    Case("nodepool_name_invalid", r"nodepool_name", overrides={"nodepool": {"name": "GPU_Pool"}}),
+    Case("unknown_vllm_flag", r"--prefix-cache-block-size.*vllm_args|vllm_args.*--prefix-cache-block-size",
+         overrides={"vllm_args": ["--dtype=half", "--prefix-cache-block-size=16"]},
+         xfail=WRITES_BEFORE_LLMISVC_CHECK),
+    Case("tensor_parallel_above_accelerators", r"tensor-parallel-size=2.*accelerator_count",
+         overrides={"vllm_args": ["--dtype=half", "--tensor-parallel-size=2"]},
+         xfail=WRITES_BEFORE_LLMISVC_CHECK),
+    Case("hf_token_in_pattern_env", r"HF_TOKEN", overrides={"env": {"HF_TOKEN": "hf_in_plain_text"}},
+         xfail=WRITES_BEFORE_LLMISVC_CHECK),
+    Case("unknown_price_book", r"price_book.*gcp-on-demand-mars|gcp-on-demand-mars.*price_book",
+         extra_vars={"llm_serving_price_book": "gcp-on-demand-mars"},
+         xfail="playbooks/deploy_pattern.yml resolves llm_serving_price_book only in the last task (cost summary), "
+         "after the node pool, Secrets and llmisvc were written"),
+    Case("gcp_location_empty", r"nodepool_location", extra_vars={"llm_serving_gcp_location": ""}),
+]
+
+
+# ---------------------------------------------------------------- GKE simulator
+
+class GkeSim:
+    """The simulated GKE API of the local cluster: request log, node pool cleanup."""
+
+    def __init__(self, env):
+        self.base = env["GKE_API_ENDPOINT"]
+        self.pools_url = (f"{self.base}/v1/projects/{env['GCP_PROJECT']}/locations/{env['GKE_LOCATION']}"
+                          f"/clusters/{env['GKE_CLUSTER']}/nodePools")
+        self.headers = {"Authorization": f"Bearer {env['GCP_ACCESS_TOKEN']}"}
+
+    def writes_naming(self, pool, since):
+        """POST/PUT/PATCH/DELETE requests after `since` whose path or body names node pool `pool`."""
+        log = requests.get(f"{self.base}/_sim/requests", headers=self.headers, timeout=30).json()["requests"]
+        pattern = re.compile(rf"(^|[^-a-zA-Z0-9_]){re.escape(pool)}($|[^-a-zA-Z0-9_])")
+        return [f"{r['method']} {r['path']}" for r in log
+                if r["method"] in WRITE_METHODS and _log_time(r["time"]) >= since
+                and (pattern.search(r["path"]) or pattern.search(json.dumps(r.get("body"))))]
+
+    def delete_pool(self, name, deadline=300):
+        """Delete a pool a failed case created, retrying while its create operation still runs."""
+        stop = time.monotonic() + deadline
+        while time.monotonic() < stop:
+            if requests.get(f"{self.pools_url}/{name}", headers=self.headers, timeout=30).status_code == 404:
+                return
+            requests.delete(f"{self.pools_url}/{name}", headers=self.headers, timeout=30)
+            time.sleep(3)
+
+
+def _log_time(text):
+    """2026-11-27T02:28:18.606103000Z -> aware datetime (nanoseconds cut to microseconds)."""
+    stamp = re.sub(r"(\.\d{6})\d*", r"\1", text.rstrip("Z"))
+    return datetime.fromisoformat(stamp).replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- Kubernetes helpers
+
+def _namespace_exists(k8s, name):
+    try:
+        k8s.resources.get(api_version="v1", kind="Namespace").get(name=name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def _delete_namespace(k8s, name):
+    try:
+        k8s.resources.get(api_version="v1", kind="Namespace").delete(name=name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def _failure_messages(stdout):
+    """The msg of every failed task (callback_result_format=json keeps each result on one line)."""
+    messages = []
+    for line in stdout.splitlines():
+        match = re.search(r"FAILED! => (\{.*\})\s*$", line)
+        if match:
+            result = json.loads(match.group(1))
+            messages.append(str(result.get("msg", result)))
+    return messages
+
+
+def _deep_merge(base, extra):
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+# ---------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def gke_sim(local_cluster):
+    return GkeSim(local_cluster)
+
+
+@pytest.fixture(scope="module")
+def global_gateway(k8s):
+    """A Gateway of the global class (no InferencePool support) in the test's own namespace."""
+    namespaces = k8s.resources.get(api_version="v1", kind="Namespace")
+    if not _namespace_exists(k8s, GATEWAY_NAMESPACE):
+        namespaces.create(body={"metadata": {"name": GATEWAY_NAMESPACE}})
+    gateways = k8s.resources.get(api_version="gateway.networking.k8s.io/v1", kind="Gateway")
+    body = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": GLOBAL_GATEWAY, "namespace": GATEWAY_NAMESPACE},
+            "spec": {"gatewayClassName": "gke-l7-global-external-managed",
+                     "listeners": [{"name": "http", "protocol": "HTTP", "port": 80,
+                                    "allowedRoutes": {"namespaces": {"from": "All"}}}]}}
+    try:
+        gateways.create(body=body, namespace=GATEWAY_NAMESPACE)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    yield
+    _delete_namespace(k8s, GATEWAY_NAMESPACE)
+
+
+def _objects_in(k8s, namespace, api_version, kind):
+    objects = k8s.resources.get(api_version=api_version, kind=kind).get(namespace=namespace)
+    return [o.metadata.name for o in objects.items]
+
+
+# ---------------------------------------------------------------- the matrix
+
+@pytest.mark.parametrize("case", [
+    pytest.param(c, id=c.id, marks=[pytest.mark.xfail(reason=c.xfail, strict=True)] if c.xfail else [])
+    for c in CASES])
+def test_bad_input_fails_before_any_write(case, run_playbook, k8s, gke_sim, global_gateway, tmp_path):
+    names = case.names
+    base = {"namespace": names, "llmisvc_name": names, "nodepool": {"name": names}, "replicas": 1}
+    overrides = _deep_merge(base, case.overrides)
+    pools = {overrides["nodepool"]["name"], names}
+    # Bounds on the waits and no benchmark, for cases that are not stopped early (xfail) and deploy anyway.
+    extra_vars = {"pattern_overrides": overrides, "llm_serving_report_dir": str(tmp_path), "llmisvc_wait_timeout": 90,
+                  "verification_benchmark": False, "verification_cache_test": False, **case.extra_vars}
+    assert not _namespace_exists(k8s, names), f"namespace {names} left over from an earlier run"
+
+    started = datetime.now(UTC)
+    try:
+        result = run_playbook(case.playbook, extra_vars, env={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"})
+        writes = [w for pool in pools for w in gke_sim.writes_naming(pool, started)]
+        namespace_made = _namespace_exists(k8s, names)
+    finally:
+        for pool in pools:
+            gke_sim.delete_pool(pool)
+        _delete_namespace(k8s, names)
+
+    messages = _failure_messages(result.stdout)
+    print(f"{case.id}: rc={result.rc} messages={messages}")
+    assert result.rc != 0 and result.failed > 0, f"{case.id} did not fail:\n{result.stdout[-3000:]}"
+    assert not writes, f"{case.id} wrote to GKE before failing: {writes}"
+    assert not namespace_made, f"{case.id} created namespace {names} before failing"
+    assert _objects_in(k8s, GATEWAY_NAMESPACE, "gateway.networking.k8s.io/v1", "HTTPRoute") == []
+    assert any(re.search(case.expect, m, re.S) for m in messages), (
+        f"{case.id}: no failure message matches {case.expect!r}: {messages or result.stdout[-3000:]}")

@@ -1,0 +1,144 @@
+"""The llmisvc role (with pattern, nodepool and secrets) on the local cluster, for every catalog pattern.
+
+Deploys to Ready, re-runs with changed=0, runs --check (no writes, diff of a change), deletes with
+llmisvc_state=absent; and shows that bad input (the seed's GPU flags, a global-class Gateway, a node pool
+that cannot hold the replicas) is refused before anything is applied.
+"""
+import uuid
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+pytestmark = pytest.mark.cluster
+
+PLAYBOOK = "tests/integration/playbooks/llmisvc_pattern.yml"
+POOLS = {"gpu": "t-llmisvc-gpu", "tpu": "t-llmisvc-tpu"}
+FAMILY = {"p1-tpu": "tpu", "p3-tpu": "tpu", "p3-gpu": "gpu"}
+SEED_GPU_ARGS = ["--dtype=half", "--max-model-len=2048", "--gpu-memory-utilization=0.75", "--enable-prefix-caching",
+                 "--prefix-cache-block-size=16", "--disable-log-requests"]
+
+
+@pytest.fixture
+def namespace(k8s):
+    name = f"t-llmisvc-{uuid.uuid4().hex[:6]}"
+    yield name
+    try:
+        k8s.resources.get(api_version="v1", kind="Namespace").delete(name=name)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+
+
+def _get(k8s, api_version, kind, namespace, name):
+    try:
+        return k8s.resources.get(api_version=api_version, kind=kind).get(name=name, namespace=namespace)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def _list(k8s, api_version, kind, namespace, selector=None):
+    return k8s.resources.get(api_version=api_version, kind=kind).get(namespace=namespace, label_selector=selector).items
+
+
+def _vars(pattern, namespace, **overrides):
+    return {"pattern_name": pattern,
+            "pattern_overrides": {"namespace": namespace, "nodepool": {"name": POOLS[FAMILY[pattern]]}, **overrides}}
+
+
+def _condition(obj, kind):
+    return next((c for c in obj.status.conditions or [] if c.type == kind), None)
+
+
+@pytest.mark.parametrize("pattern", ["p3-gpu", "p1-tpu", "p3-tpu"])
+def test_pattern_deploys_ready_reruns_unchanged_checks_and_deletes(run_playbook, k8s, namespace, pattern):
+    extra = _vars(pattern, namespace)
+    first = run_playbook(PLAYBOOK, extra, timeout=1800)
+    assert first.rc == 0, first.stdout[-4000:]
+
+    svc = _get(k8s, "serving.kserve.io/v1alpha1", "LLMInferenceService", namespace, _name(first))
+    assert _condition(svc, "Ready").status == "True"
+    assert svc.status.url.endswith(f"/{namespace}/{svc.metadata.name}")
+    main = svc.spec.template.containers[0]
+    assert "--served-model-name=Qwen/Qwen2.5-3B-Instruct" in main.args[0]
+    preset = _get(k8s, "serving.kserve.io/v1alpha1", "LLMInferenceServiceConfig", namespace,
+                  "kserve-config-llm-router-route")
+    assert "timeouts" not in str(preset.spec.to_dict())
+    route = _get(k8s, "gateway.networking.k8s.io/v1", "HTTPRoute", namespace, f"{svc.metadata.name}-kserve-route")
+    accepted = [c for p in route.status.parents for c in p.conditions if c.type == "Accepted"]
+    assert accepted and all(c.status == "True" for c in accepted)
+    policies = {p.metadata.name: p for kind in ("HealthCheckPolicy", "GCPBackendPolicy")
+                for p in _list(k8s, "networking.gke.io/v1", kind, namespace)}
+    pool_hc = policies[f"{svc.metadata.name}-inference-pool-hc"]
+    assert pool_hc.spec.targetRef.to_dict() == {"group": "inference.networking.k8s.io", "kind": "InferencePool",
+                                                "name": f"{svc.metadata.name}-inference-pool"}
+    assert policies[f"{svc.metadata.name}-workload-svc-hc"].spec.targetRef.name == f"{svc.metadata.name}-kserve-workload-svc"
+    assert policies[f"{svc.metadata.name}-backend"].spec.default.timeoutSec == 300
+    version = svc.metadata.resourceVersion
+
+    second = run_playbook(PLAYBOOK, extra, timeout=1800)
+    assert second.rc == 0, second.stdout[-4000:]
+    assert second.changed == 0
+
+    check = run_playbook(PLAYBOOK, extra, check=True)
+    assert check.rc == 0 and check.changed == 0, check.stdout[-4000:]
+    replicas = svc.spec.replicas
+    changed = _vars(pattern, namespace, replicas=replicas - 1 if replicas > 1 else 2)
+    diff = run_playbook(PLAYBOOK, changed, check=True, diff=True)
+    assert diff.rc == 0 and diff.changed >= 1, diff.stdout[-4000:]
+    assert '"replicas":' in diff.stdout or "replicas:" in diff.stdout
+    after = _get(k8s, "serving.kserve.io/v1alpha1", "LLMInferenceService", namespace, svc.metadata.name)
+    assert after.spec.replicas == replicas
+    assert after.metadata.generation == svc.metadata.generation and _condition(after, "Ready").status == "True"
+    del version  # resourceVersion moves with status writes of the controller; generation is the spec's
+
+    gone = run_playbook(PLAYBOOK, {**extra, "llmisvc_state": "absent"}, timeout=900)
+    assert gone.rc == 0, gone.stdout[-4000:]
+    assert _get(k8s, "serving.kserve.io/v1alpha1", "LLMInferenceService", namespace, svc.metadata.name) is None
+    selector = f"app.kubernetes.io/part-of=llminferenceservice,app.kubernetes.io/name={svc.metadata.name}"
+    assert _list(k8s, "v1", "Pod", namespace, selector) == []
+    assert _list(k8s, "apps/v1", "Deployment", namespace, selector) == []
+    for kind in ("HealthCheckPolicy", "GCPBackendPolicy"):
+        assert _list(k8s, "networking.gke.io/v1", kind, namespace) == []
+    assert _get(k8s, "serving.kserve.io/v1alpha1", "LLMInferenceServiceConfig", namespace,
+                "kserve-config-llm-router-route") is None
+
+
+def _name(result):
+    """The llmisvc name from the role's apply loop labels in the output."""
+    line = next(line for line in result.stdout.splitlines() if "(item=LLMInferenceService " in line)
+    return line.split("(item=LLMInferenceService ", 1)[1].split(")")[0].split("/")[1]
+
+
+def test_seed_gpu_flags_are_refused_before_apply(run_playbook, k8s, namespace):
+    extra = {**_vars("p3-gpu", namespace, vllm_args=SEED_GPU_ARGS), "test_nodepool": False}
+    result = run_playbook(PLAYBOOK, extra)
+    assert result.rc != 0
+    assert "vLLM does not accept --prefix-cache-block-size" in result.stdout
+    assert "use --block-size instead" in result.stdout
+    assert _list(k8s, "serving.kserve.io/v1alpha1", "LLMInferenceService", namespace) == []
+
+
+def test_preflight_names_every_problem_and_writes_nothing(run_playbook, k8s, namespace):
+    k8s.resources.get(api_version="v1", kind="Namespace").create(body={"metadata": {"name": namespace}})
+    k8s.resources.get(api_version="gateway.networking.k8s.io/v1", kind="Gateway").create(namespace=namespace, body={
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "global-gw"},
+        "spec": {"gatewayClassName": "gke-l7-global-external-managed",
+                 "listeners": [{"name": "http", "protocol": "HTTP", "port": 80}]}})
+    extra = _vars("p3-gpu", namespace, gateway={"name": "global-gw", "namespace": namespace},
+                  nodepool={"name": "t-llmisvc-no-such-pool", "max_node_count": 5})
+    result = run_playbook(PLAYBOOK, {**extra, "test_nodepool": False, "llmisvc_pool_max_nodes": 1})
+    assert result.rc != 0
+    assert "pre-flight" in result.stdout
+    assert "uses class gke-l7-global-external-managed, which does not support InferencePool" in result.stdout
+    assert "node pool t-llmisvc-no-such-pool can hold 1 replica(s)" in result.stdout
+    assert _list(k8s, "serving.kserve.io/v1alpha1", "LLMInferenceService", namespace) == []
+    assert _list(k8s, "networking.gke.io/v1", "HealthCheckPolicy", namespace) == []
+
+
+def test_check_mode_on_a_new_namespace_writes_nothing(run_playbook, k8s, namespace):
+    result = run_playbook(PLAYBOOK, {**_vars("p3-gpu", namespace), "test_nodepool": False}, check=True)
+    assert result.rc == 0, result.stdout[-4000:]
+    assert "they would be created" in result.stdout
+    assert _get(k8s, "v1", "Namespace", None, namespace) is None
