@@ -4,7 +4,7 @@
 """Load generator and statistics for OpenAI-compatible inference servers.
 
 Used by the ``inference_benchmark`` module. One asyncio event loop drives every request over a
-shared aiohttp connection pool (HTTP/1.1, keep-alive) and reads streamed Server-Sent Events, so
+pool of keep-alive HTTP/1.1 connections (parsed by httptools) and reads streamed Server-Sent Events, so
 time to first token and inter-token latency are real, and the client stays far below the server's
 capacity even on one CPU core.
 

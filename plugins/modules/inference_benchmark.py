@@ -14,7 +14,8 @@ short_description: Benchmark an OpenAI-compatible inference endpoint with stream
 version_added: 0.1.0
 description:
   - Sends load to C(<base_url>/v1/completions) or C(<base_url>/v1/chat/completions) from one asyncio event loop
-    over HTTP/1.1 keep-alive connections (aiohttp), with C(stream=true), so that time to first token (TTFT) and
+    over HTTP/1.1 keep-alive connections (asyncio with the httptools parser; replica metrics are read with
+    aiohttp), with C(stream=true), so that time to first token (TTFT) and
     inter-token latency (ITL) are measured from the streamed tokens, not from the response headers.
   - "Two load models: C(concurrency) (closed loop: each of N workers sends its next request when the last one ends,
     one step per entry of O(concurrency)) and C(poisson) (open loop: arrivals at exponentially distributed intervals,
@@ -162,6 +163,8 @@ notes:
     O(base_url), usually the controller (C(delegate_to: localhost))."
   - One request is one record; failed requests are excluded from the latency distributions and counted by
     class in the C(errors) of each step.
+  - Requests go straight to O(base_url) (C(HTTP_PROXY) is not used) and redirects are not followed (they count as
+    C(http_3xx)). A kept-alive connection that the server closed while idle is retried once on a new one.
 seealso:
   - name: vLLM benchmark_serving metrics
     description: TTFT, ITL and TPOT as vLLM's own benchmark defines them.

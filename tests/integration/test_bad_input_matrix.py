@@ -173,6 +173,29 @@ def _delete_namespace(k8s, name):
             raise
 
 
+def _wait_for_async_jobs(async_dir, deadline=600):
+    """Wait until the background jobs a failed play left behind (nodepool tasks_from: start) have ended.
+
+    A play that fails after starting an async task exits while the job still runs; its writes would land
+    after the checks. async_wrapper keeps {"started": 1, "finished": 0} in the job file until the module ends.
+    """
+    stop = time.monotonic() + deadline
+    while time.monotonic() < stop:
+        running = [job for job in async_dir.glob("*") if not job.name.endswith(".tmp") and not _job_finished(job)]
+        if not running:
+            return
+        time.sleep(2)
+    raise AssertionError(f"async jobs still running after {deadline}s: {running}")
+
+
+def _job_finished(job_file):
+    try:
+        data = json.loads(job_file.read_text())
+    except ValueError:
+        return False  # being written
+    return data.get("finished") == 1 or "started" not in data
+
+
 def _failure_messages(stdout):
     """The msg of every failed task (callback_result_format=json keeps each result on one line)."""
     messages = []
@@ -244,7 +267,10 @@ def test_bad_input_fails_before_any_write(case, run_playbook, k8s, gke_sim, glob
 
     started = datetime.now(UTC)
     try:
-        result = run_playbook(case.playbook, extra_vars, env={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"})
+        async_dir = tmp_path / "async"
+        result = run_playbook(case.playbook, extra_vars,
+                              env={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json", "ANSIBLE_ASYNC_DIR": str(async_dir)})
+        _wait_for_async_jobs(async_dir)
         writes = [w for pool in pools for w in gke_sim.writes_naming(pool, started)]
         namespace_made = _namespace_exists(k8s, names)
     finally:
