@@ -144,9 +144,9 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def pin(pid, core):
+def pin(pid, cores):
     try:
-        os.sched_setaffinity(pid, {core})
+        os.sched_setaffinity(pid, cores)
         return True
     except (AttributeError, OSError):
         return False
@@ -180,12 +180,12 @@ def stop(process):
         process.kill()
 
 
-def launch(kind, server_core):
+def launch(kind, server_cores):
     """Start the server (vllm_sim first when kind is auto); return (process, base_url, kind)."""
     for candidate in (["vllm_sim", "stub"] if kind == "auto" else [kind]):
         port = free_port()
         process = start_server(candidate, port)
-        pin(process.pid, server_core)
+        os.sched_setaffinity(process.pid, server_cores)
         base_url = f"http://127.0.0.1:{port}"
         if probe(base_url, timeout=15):
             return process, base_url, candidate
@@ -212,17 +212,20 @@ def main():
     parser.add_argument("--requests", type=int, default=3000, help="requests per method and round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per method (median reported)")
     parser.add_argument("--server", choices=["auto", "vllm_sim", "stub"], default="stub")
+    parser.add_argument("--server-cores", choices=["other", "all"], default="other",
+                        help="cores for the server: all but the client's (default) or all, shared with the client")
     parser.add_argument("--serve-stub", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_stub:
         serve_stub(args.serve_stub, MAX_TOKENS)
         return
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
-    client_core, server_core = cores[0], cores[-1]
-    process, base_url, kind = launch(args.server, server_core)
+    cores = set(os.sched_getaffinity(0))
+    client_core = min(cores)
+    server_cores = cores if args.server_cores == "all" or len(cores) == 1 else cores - {client_core}
+    process, base_url, kind = launch(args.server, server_cores)
     try:
-        pinned = pin(0, client_core)
-        print(f"server: {kind} at {base_url} on core {server_core}; client pinned to core {client_core} "
+        pinned = pin(0, {client_core})
+        print(f"server: {kind} at {base_url} on cores {sorted(server_cores)}; client pinned to core {client_core} "
               f"({'ok' if pinned else 'affinity not supported'})")
         print(f"workload: {args.requests} requests x {args.rounds} rounds, concurrency {CONCURRENCY}, "
               f"max_tokens {MAX_TOKENS}")

@@ -10,7 +10,7 @@ anything is applied turns that into an immediate error that names the flag and t
 
 from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
+__metaclass__ = type  # noqa: UP001 (Ansible plugin boilerplate)
 
 import difflib
 import shlex
@@ -26,44 +26,45 @@ KNOWN_VLLM_FLAGS = frozenset("""
 --collect-detailed-traces --compilation-config --config --config-format --convert --cpu-offload-gb
 --cuda-graph-sizes --data-parallel-address --data-parallel-backend --data-parallel-hybrid-lb
 --data-parallel-rank --data-parallel-rpc-port --data-parallel-size --data-parallel-size-local
---data-parallel-start-rank --dbo-decode-token-threshold --disable-access-log-for-endpoints --enable-prompt-embeds --dbo-prefill-token-threshold --default-mm-loras
---device --disable-async-output-proc --disable-cascade-attn --disable-chunked-mm-input
---disable-custom-all-reduce --disable-fastapi-docs --disable-frontend-multiprocessing --disable-log-requests
---disable-log-stats --disable-mm-preprocessor-cache --disable-sliding-window --disable-uvicorn-access-log
---distributed-executor-backend --download-dir --dtype --enable-auto-tool-choice --enable-chunked-prefill
---enable-dbo --enable-eplb --enable-expert-parallel --enable-force-include-usage --enable-log-outputs
---enable-log-requests --enable-lora --enable-lora-bias --enable-multimodal-encoder-data-parallel
---enable-prefix-caching --enable-prompt-adapter --enable-prompt-tokens-details --enable-reasoning
---enable-request-id-headers --enable-server-load-tracking --enable-sleep-mode --enable-ssl-refresh
---enable-tokenizer-info-endpoint --enforce-eager --eplb-config --exclude-tools-when-tool-choice-none
---expand-tools-even-if-tool-choice-none --fully-sharded-loras --generation-config --gpu-memory-utilization
---guided-decoding-backend --guided-decoding-disable-additional-properties
---guided-decoding-disable-any-whitespace --guided-decoding-disable-fallback --h11-max-header-count
---h11-max-incomplete-event-size --headless --hf-config-path --hf-overrides --hf-token --host
---ignore-patterns --interleave-mm-strings --kv-cache-dtype --kv-cache-memory --kv-events-config
---kv-transfer-config --limit-mm-per-prompt --load-format --log-config-file --log-error-stack
---logits-processor-pattern --logits-processors --logprobs-mode --long-lora-scaling-factors
---long-prefill-token-threshold --lora-dtype --lora-extra-vocab-size --lora-modules --mamba-cache-dtype
---mamba-ssm-cache-dtype --max-cpu-loras --max-cudagraph-capture-size --max-log-len --max-logprobs
---max-long-partial-prefills --max-lora-rank --max-loras --max-model-len --max-num-batched-tokens
---max-num-partial-prefills --max-num-seqs --max-parallel-loading-workers --max-prompt-adapter-token
---max-prompt-adapters --max-seq-len-to-capture --media-io-kwargs --middleware --mm-encoder-tp-mode
---mm-processor-cache-gb --mm-processor-kwargs --model --model-impl --model-loader-extra-config
---multi-step-stream-outputs --no-enable-chunked-prefill --no-enable-prefix-caching --num-gpu-blocks-override
---num-lookahead-slots --num-redundant-experts --num-scheduler-steps --num-speculative-tokens
---otlp-traces-endpoint --override-attention-dtype --override-generation-config --override-neuron-config
---override-pooler-config --pipeline-parallel-size --pooler-config --port --preemption-mode
---prefix-caching-hash-algo --prompt-adapters --pt-load-map-location --quantization --ray-workers-use-nsight
---reasoning-parser --response-role --return-tokens-as-token-ids --revision --root-path --rope-scaling
---rope-theta --runner --safetensors-load-strategy --scheduler-cls --scheduler-delay-factor
---scheduling-policy --seed --served-model-name --show-hidden-metrics-for-version --skip-mm-profiling
+--data-parallel-start-rank --dbo-decode-token-threshold --dbo-prefill-token-threshold --default-mm-loras
+--device --disable-access-log-for-endpoints --disable-async-output-proc --disable-cascade-attn
+--disable-chunked-mm-input --disable-custom-all-reduce --disable-fastapi-docs
+--disable-frontend-multiprocessing --disable-log-requests --disable-log-stats --disable-mm-preprocessor-cache
+--disable-sliding-window --disable-uvicorn-access-log --distributed-executor-backend --download-dir --dtype
+--enable-auto-tool-choice --enable-chunked-prefill --enable-dbo --enable-eplb --enable-expert-parallel
+--enable-force-include-usage --enable-log-outputs --enable-log-requests --enable-lora --enable-lora-bias
+--enable-multimodal-encoder-data-parallel --enable-prefix-caching --enable-prompt-adapter
+--enable-prompt-embeds --enable-prompt-tokens-details --enable-reasoning --enable-request-id-headers
+--enable-server-load-tracking --enable-sleep-mode --enable-ssl-refresh --enable-tokenizer-info-endpoint
+--enforce-eager --eplb-config --exclude-tools-when-tool-choice-none --expand-tools-even-if-tool-choice-none
+--fully-sharded-loras --generation-config --gpu-memory-utilization --guided-decoding-backend
+--guided-decoding-disable-additional-properties --guided-decoding-disable-any-whitespace
+--guided-decoding-disable-fallback --h11-max-header-count --h11-max-incomplete-event-size --headless
+--hf-config-path --hf-overrides --hf-token --host --ignore-patterns --interleave-mm-strings --kv-cache-dtype
+--kv-cache-memory --kv-events-config --kv-transfer-config --limit-mm-per-prompt --load-format
+--log-config-file --log-error-stack --logits-processor-pattern --logits-processors --logprobs-mode
+--long-lora-scaling-factors --long-prefill-token-threshold --lora-dtype --lora-extra-vocab-size --lora-modules
+--mamba-cache-dtype --mamba-ssm-cache-dtype --max-cpu-loras --max-cudagraph-capture-size --max-log-len
+--max-logprobs --max-long-partial-prefills --max-lora-rank --max-loras --max-model-len
+--max-num-batched-tokens --max-num-partial-prefills --max-num-seqs --max-parallel-loading-workers
+--max-prompt-adapter-token --max-prompt-adapters --max-seq-len-to-capture --media-io-kwargs --middleware
+--mm-encoder-tp-mode --mm-processor-cache-gb --mm-processor-kwargs --model --model-impl
+--model-loader-extra-config --multi-step-stream-outputs --no-enable-chunked-prefill --no-enable-prefix-caching
+--num-gpu-blocks-override --num-lookahead-slots --num-redundant-experts --num-scheduler-steps
+--num-speculative-tokens --otlp-traces-endpoint --override-attention-dtype --override-generation-config
+--override-neuron-config --override-pooler-config --pipeline-parallel-size --pooler-config --port
+--preemption-mode --prefix-caching-hash-algo --prompt-adapters --pt-load-map-location
+--qlora-adapter-name-or-path --quantization --ray-workers-use-nsight --reasoning-parser --response-role
+--return-tokens-as-token-ids --revision --root-path --rope-scaling --rope-theta --runner
+--safetensors-load-strategy --scheduler-cls --scheduler-delay-factor --scheduling-policy --seed
+--served-model-name --show-hidden-metrics-for-version --shutdown-timeout --skip-mm-profiling
 --skip-tokenizer-init --speculative-config --speculative-model --ssl-ca-certs --ssl-cert-reqs --ssl-certfile
---shutdown-timeout --ssl-keyfile --structured-outputs-config --qlora-adapter-name-or-path --swap-space --task --tensor-parallel-size --tokenizer
+--ssl-keyfile --structured-outputs-config --swap-space --task --tensor-parallel-size --tokenizer
 --tokenizer-mode --tokenizer-pool-extra-config --tokenizer-pool-size --tokenizer-pool-type
 --tokenizer-revision --tool-call-parser --tool-parser-plugin --tool-server --trust-remote-code
---use-tqdm-on-load --use-v2-block-manager --uvicorn-log-level --worker-cls --worker-extension-cls
--O -dp -pp -q -tp
-""".split())
+--use-tqdm-on-load --use-v2-block-manager --uvicorn-log-level --worker-cls --worker-extension-cls -O -dp -pp
+-q -tp
+""".split())  # noqa: SIM905 (a readable block of flags)
 
 # Flags people write from memory or copy from other servers, with the vLLM flag they mean.
 KNOWN_MISTAKES = {
@@ -93,9 +94,9 @@ def _tokens(args):
     if isinstance(args, (list, tuple)):
         bad = [a for a in args if not isinstance(a, str)]
         if bad:
-            raise AnsibleFilterError("vLLM args must be strings, got %r" % (bad[0],))
+            raise AnsibleFilterError(f"vLLM args must be strings, got {bad[0]!r}")
         return list(args)
-    raise AnsibleFilterError("vLLM args must be a list of strings or a command string, got %s" % type(args).__name__)
+    raise AnsibleFilterError(f"vLLM args must be a list of strings or a command string, got {type(args).__name__}")
 
 
 def _flag_name(token):
@@ -121,24 +122,24 @@ def vllm_args_check(args, source="vllm_args", extra_flags=None, reserved=None):
         if not token.startswith("-"):
             if not previous_was_flag:
                 raise AnsibleFilterError(
-                    "%s: '%s' is not a vLLM flag (write --flag or --flag=value)" % (source, token))
+                    f"{source}: '{token}' is not a vLLM flag (write --flag or --flag=value)")
             previous_was_flag = False  # a value for the flag before it
             continue
         flag = _flag_name(token)
         if flag in reserved:
-            raise AnsibleFilterError("%s: %s is set by the llmisvc role (%s); remove it" % (source, flag, reserved[flag]))
+            raise AnsibleFilterError(f"{source}: {flag} is set by the llmisvc role ({reserved[flag]}); remove it")
         if flag not in known:
             hint = _suggestion(flag, known)
             raise AnsibleFilterError(
-                "%s: vLLM does not accept %s (the server would exit with 'unrecognized arguments')%s"
-                % (source, flag, "; use %s instead" % hint if hint else ""))
+                f"{source}: vLLM does not accept {flag} (the server would exit with 'unrecognized arguments')"
+                + (f"; use {hint} instead" if hint else ""))
         if flag in seen:
-            raise AnsibleFilterError("%s: %s is given twice (%s and %s)" % (source, flag, seen[flag], token))
+            raise AnsibleFilterError(f"{source}: {flag} is given twice ({seen[flag]} and {token})")
         seen[flag] = token
         previous_was_flag = "=" not in token
     return list(_tokens(args))
 
 
-class FilterModule(object):
+class FilterModule:
     def filters(self):
         return {"vllm_args_check": vllm_args_check}

@@ -49,17 +49,26 @@ class Simulator:
         response = requests.get(f"{self.base}{self.pools_path}/{name}", headers=self.headers, timeout=10)
         return response.json() if response.status_code == 200 else None
 
-    def delete_pool(self, name, timeout=120):
+    def delete_pool(self, name, timeout=300):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             response = requests.delete(f"{self.base}{self.pools_path}/{name}", headers=self.headers, timeout=10)
             if response.status_code == 404:
                 return
             time.sleep(1)  # accepted, or another operation runs: poll until the pool is gone
+        raise AssertionError(f"node pool {name} was not deleted within {timeout}s; delete it by hand")
 
 
 def writes(entries):
     return [e for e in entries if e[0] != "GET"]
+
+
+def accepted_writes(entries):
+    """Writes GKE accepted. Other sessions share the simulated cluster, and GKE runs one operation per cluster,
+    so a write may first get 400 FAILED_PRECONDITION (retried by the module); those are checked apart."""
+    rejected = [e for e in writes(entries) if e[2] >= 400]
+    assert all(e[2] == 400 for e in rejected), rejected
+    return [e for e in writes(entries) if e[2] < 400]
 
 
 @pytest.fixture
@@ -125,7 +134,7 @@ def test_create_is_idempotent_scales_through_set_autoscaling_and_deletes(sim, po
     mark = sim.requests_for(pool_name)
     scaled = module_play(t4_pool(pool_name, autoscaling={"min_node_count": 0, "max_node_count": 3}))
     assert scaled.rc == 0 and scaled.changed == 1, scaled.stdout
-    assert writes(sim.requests_for(pool_name, mark)) == [("POST", f"{pool_name}:setAutoscaling", 200)]
+    assert accepted_writes(sim.requests_for(pool_name, mark)) == [("POST", f"{pool_name}:setAutoscaling", 200)]
     assert sim.pool(pool_name)["autoscaling"]["maxNodeCount"] == 3
 
     deleted = module_play({"name": pool_name, "state": "absent"}, {"name": pool_name, "state": "absent"})
@@ -138,7 +147,7 @@ def test_labels_and_taints_go_through_update(sim, pool_name, module_play):
     mark = sim.requests_for(pool_name)
     result = module_play(cpu_pool(pool_name, labels={"team": "other"}, taints=["x=y:NoExecute"]))
     assert result.rc == 0 and result.changed == 1, result.stdout
-    assert writes(sim.requests_for(pool_name, mark)) == [("PUT", pool_name, 200), ("PUT", pool_name, 200)]
+    assert accepted_writes(sim.requests_for(pool_name, mark)) == [("PUT", pool_name, 200), ("PUT", pool_name, 200)]
     config = sim.pool(pool_name)["config"]
     assert config["labels"] == {"team": "other"}
     assert config["taints"] == [{"key": "x", "value": "y", "effect": "NO_EXECUTE"}]
@@ -173,13 +182,16 @@ def test_quota_fails_fast_without_retry(sim, pool_name, module_play):
 
 
 def test_429_503_and_operation_in_progress_are_retried(sim, pool_name, module_play):
+    assert module_play(cpu_pool(pool_name)).rc == 0
     mark = sim.requests_for(pool_name)
-    for fault in ("http_429", "http_503", "in_progress"):
-        sim.fault(fault)
-    result = module_play(cpu_pool(pool_name))
+    for fault in ("http_429", "http_503", "in_progress"):  # on this pool's path only: the simulator is shared
+        sim.fault(fault, path_regex=f"nodePools/{pool_name}:setAutoscaling$")
+    result = module_play(cpu_pool(pool_name, autoscaling={"min_node_count": 0, "max_node_count": 2}))
     assert result.rc == 0 and result.changed == 1, result.stdout
-    assert writes(sim.requests_for(pool_name, mark)) == [
-        ("POST", "nodePools", 429), ("POST", "nodePools", 503), ("POST", "nodePools", 400), ("POST", "nodePools", 200)]
+    statuses = [e[2] for e in writes(sim.requests_for(pool_name, mark))]
+    assert statuses[:3] == [429, 503, 400] and statuses[-1] == 200, statuses
+    assert set(statuses[3:-1]) <= {400}, statuses  # a busy shared cluster may add in-progress retries
+    assert sim.pool(pool_name)["autoscaling"]["maxNodeCount"] == 2
 
 
 def test_immutable_change_is_refused_and_recreate_replaces_the_pool(sim, pool_name, module_play):
@@ -192,7 +204,7 @@ def test_immutable_change_is_refused_and_recreate_replaces_the_pool(sim, pool_na
 
     recreated = module_play(cpu_pool(pool_name, machine_type="n1-standard-8", recreate=True))
     assert recreated.rc == 0 and recreated.changed == 1, recreated.stdout
-    assert [e[0] for e in writes(sim.requests_for(pool_name, mark))] == ["DELETE", "POST"]
+    assert [e[0] for e in accepted_writes(sim.requests_for(pool_name, mark))] == ["DELETE", "POST"]
     assert sim.pool(pool_name)["config"]["machineType"] == "n1-standard-8"
 
 

@@ -73,7 +73,8 @@ def test_pattern_deploys_ready_reruns_unchanged_checks_and_deletes(run_playbook,
     pool_hc = policies[f"{svc.metadata.name}-inference-pool-hc"]
     assert pool_hc.spec.targetRef.to_dict() == {"group": "inference.networking.k8s.io", "kind": "InferencePool",
                                                 "name": f"{svc.metadata.name}-inference-pool"}
-    assert policies[f"{svc.metadata.name}-workload-svc-hc"].spec.targetRef.name == f"{svc.metadata.name}-kserve-workload-svc"
+    workload_hc = policies[f"{svc.metadata.name}-workload-svc-hc"]
+    assert workload_hc.spec.targetRef.name == f"{svc.metadata.name}-kserve-workload-svc"
     assert policies[f"{svc.metadata.name}-backend"].spec.default.timeoutSec == 300
     version = svc.metadata.resourceVersion
 

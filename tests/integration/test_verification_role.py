@@ -133,7 +133,7 @@ def deployed(local_cluster, k8s_api_client):
         core.delete_namespace(namespace)
 
 
-def run_verification(run_playbook, tmp_path, name, namespace, **overrides):
+def run_verification(run_playbook, tmp_path, name, namespace, check=False, **overrides):
     """Run the role in a one-play playbook; return (PlaybookResult, parsed JSON report or None)."""
     report_dir = tmp_path / name
     variables = {
@@ -153,7 +153,7 @@ def run_verification(run_playbook, tmp_path, name, namespace, **overrides):
         "name": f"Verify {name}", "hosts": "localhost", "gather_facts": False,
         "tasks": [{"name": "Verify", "ansible.builtin.include_role": {"name": "llm_serving.gke.verification"}}],
     }]))
-    result = run_playbook(playbook, extra_vars=variables, timeout=600)
+    result = run_playbook(playbook, extra_vars=variables, check=check, timeout=600)
     reports = sorted(report_dir.glob(f"verification-{name}-*.json"))
     return result, (json.loads(reports[-1].read_text()) if reports else None)
 
@@ -232,3 +232,11 @@ def test_unknown_llmisvc_fails_with_a_clear_message(run_playbook, deployed, modu
     assert result.rc != 0
     assert f"LLMInferenceService {deployed}/no-such-llmisvc was not found" in result.stdout
     assert report is None
+
+
+def test_check_mode_runs_the_checks_and_writes_no_report(run_playbook, deployed, tmp_path):
+    result, report = run_verification(run_playbook, tmp_path, "sched", deployed, check=True,
+                                      verification_benchmark=False, verification_cache_test=False)
+    assert result.rc == 0, result.stdout[-4000:]
+    assert "7 checks and 0 thresholds passed" in " ".join(result.stdout.split())
+    assert report is None and not (tmp_path / "sched").exists()

@@ -88,7 +88,9 @@ RENDER_ONE = """
         tasks_from: render
     - name: Record the manifests
       ansible.builtin.set_fact:
-        results: "{{ results | default({}) | combine({case.id: {'pattern': pattern_resolved, 'manifests': llmisvc_manifests}}) }}"
+        results: >-
+          {{ results | default({}) | combine({case.id: {'pattern': pattern_resolved,
+                                                        'manifests': llmisvc_manifests}}) }}
   rescue:
     - name: Record the error
       ansible.builtin.set_fact:
@@ -128,7 +130,7 @@ def rendered(tmp_path_factory):
         return json.load(fh)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _crd_schema(plural, version):
     # The full CRDs are ~2.7 MB of YAML: parse each once, with the C loader when available.
     with open(os.path.join(CRDS, f"serving.kserve.io_{plural}.yaml")) as fh:
