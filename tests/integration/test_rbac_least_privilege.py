@@ -4,7 +4,7 @@ The manifests of docs/rbac/ are applied as written, with names moved to this tes
 (ServiceAccount in t-rbac-sa, workload namespace t-rbac, cluster-scoped objects prefixed t-rbac-), so
 that the test never touches a real installation of them. A full deploy_pattern3_gpu.yml and teardown.yml
 then run with a kubeconfig holding only that ServiceAccount's token (the GKE API keeps the simulator's
-token), and the same token is refused outside the roles.
+token), with preflight.yml and verify.yml in between, and the same token is refused outside the roles.
 """
 import base64
 import time
@@ -195,7 +195,7 @@ def test_token_is_refused_outside_the_roles(rbac_identity):
     assert core.list_node().items
 
 
-def test_deploy_and_teardown_with_the_least_privilege_token(rbac_identity, run_playbook, k8s, local_cluster,
+def test_deploy_check_and_teardown_with_the_least_privilege_token(rbac_identity, run_playbook, k8s, local_cluster,
                                                             tmp_path):
     extra_vars, env = _as_service_account(rbac_identity, tmp_path)
 
@@ -207,6 +207,13 @@ def test_deploy_and_teardown_with_the_least_privilege_token(rbac_identity, run_p
         name=LLMISVC_NAME, namespace=WORKLOAD_NAMESPACE)
     ready = [c for c in llmisvc.status.conditions if c.type == "Ready"]
     assert ready and ready[0].status == "True"
+
+    # The read-only playbooks with the same token (the deploy already ran the verification with the benchmark).
+    for playbook in ("playbooks/preflight.yml", "playbooks/verify.yml"):
+        checks = run_playbook(playbook, {**extra_vars, "pattern_name": "p3-gpu", "verification_benchmark": False},
+                              env=env)
+        assert checks.rc == 0 and checks.failed == 0, playbook + checks.stdout[-6000:] + checks.stderr[-2000:]
+        assert checks.changed == 0, playbook + checks.stdout[-6000:]
 
     teardown = run_playbook("playbooks/teardown.yml",
                             {**extra_vars, "pattern_name": "p3-gpu", "teardown_delete_pools": True}, env=env)
