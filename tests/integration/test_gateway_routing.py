@@ -174,7 +174,7 @@ def test_http10_gets_426_upgrade_required(gateway_url):
 def test_route_with_timeouts_is_rejected_like_gke(k8s_api_client, gateway_url, namespace, backends):
     custom = client.CustomObjectsApi(k8s_api_client)
     create_route(custom, namespace, "with-timeouts", f"/{namespace}/timeouts", {"name": backends["service"],
-                                                                               "port": 8000}, timeouts=True)
+                                                                                "port": 8000}, timeouts=True)
     parent = wait_for(lambda: route_parent(custom, namespace, "with-timeouts"), what="route status")
     cond = next(c for c in parent["conditions"] if c["type"] == "Accepted")
     assert cond["status"] == "False"
@@ -210,7 +210,7 @@ def test_default_health_check_on_slash_makes_vllm_unhealthy_until_a_policy_sets_
         ("Attached", "True", "Attached")]
     ips = backends["ips"]
     before = {ip: metrics(ip)["vllm:request_success_total"] for ip in ips}
-    for _ in range(3 * len(ips)):
+    for _unused in range(3 * len(ips)):
         assert complete(f"{gateway_url}/{namespace}/svc/v1/completions", "hello there").status_code == 200
     served = {ip: metrics(ip)["vllm:request_success_total"] - before[ip] for ip in ips}
     assert served == {ip: 3 for ip in ips}  # round robin over the Service's ready pods
@@ -259,8 +259,8 @@ def run_shared_prefix_workload(url, ips, groups, per_group, seed):
     """Hit rate (hits/queries in tokens, from the replicas' /metrics) of a shared-prefix workload."""
     rng = random.Random(seed)
     # ~300-token shared prefix per group (each word is 5 tokens): far more than one 16-token block
-    prefixes = [" ".join(f"doc{seed}-{g}-{rng.randrange(10**6)}" for _ in range(60)) for g in range(groups)]
-    order = [g for g in range(groups) for _ in range(per_group)]
+    prefixes = [" ".join(f"doc{seed}-{g}-{rng.randrange(10**6)}" for _unused in range(60)) for g in range(groups)]
+    order = [g for g in range(groups) for _unused in range(per_group)]
     rng.shuffle(order)
     before = {ip: metrics(ip) for ip in ips}
     for n, group in enumerate(order):
@@ -330,7 +330,7 @@ def test_pool_fails_open_to_round_robin_when_the_endpoint_picker_is_down(
     ips = backends["ips"]
     before = {ip: metrics(ip)["vllm:request_success_total"] for ip in ips}
     prompt = " ".join(f"same-{i}" for i in range(60))
-    for _ in range(len(ips)):
+    for _unused in range(len(ips)):
         assert complete(f"{gateway_url}/{namespace}/pool/v1/completions", prompt).status_code == 200
     served = {ip: metrics(ip)["vllm:request_success_total"] - before[ip] for ip in ips}
     assert served == {ip: 1 for ip in ips}  # FailOpen: plain rotation, no prefix affinity

@@ -4,7 +4,7 @@ import uuid
 import pytest
 from kubernetes.client import CoreV1Api, V1DeleteOptions
 from kubernetes.client.exceptions import ApiException
-from test_gke_sim_nodepools import gke, pool_nodes, t4_pool, wait_for  # noqa: F401 - `gke` is a fixture
+from test_gke_sim_nodepools import gke, pool_nodes, t4_pool, wait_for  # noqa: F401  # pylint: disable=unused-import  (`gke` is a fixture)
 
 pytestmark = pytest.mark.cluster
 
@@ -14,7 +14,7 @@ def autoscaled_pool(gke):  # noqa: F811 - pytest fixture injection
     """A T4 pool with no nodes and autoscaling 0..2, tainted so that only these tests' pods go there."""
     name = f"t-gkesim-as-{uuid.uuid4().hex[:5]}"
     body = dict(t4_pool(name, 0), autoscaling={"enabled": True, "minNodeCount": 0, "maxNodeCount": 2})
-    _, op = gke.create(body)
+    _unused, op = gke.create(body)
     assert "error" not in op
     yield name
     gke.delete(name)

@@ -133,12 +133,12 @@ def test_gpu_pool_lifecycle_materialises_gke_nodes(gke, pool_name, k8s_api_clien
         lease = CoordinationV1Api(k8s_api_client).read_namespaced_lease(node.metadata.name, "kube-node-lease")
         assert lease.spec.holder_identity == node.metadata.name
 
-    _, op = gke.wait(gke.write(lambda: gke.pools.setSize(name=f"{gke.cluster}/nodePools/{pool_name}",
-                                                          body={"nodeCount": 1})))
+    _unused, op = gke.wait(gke.write(lambda: gke.pools.setSize(name=f"{gke.cluster}/nodePools/{pool_name}",
+                                                               body={"nodeCount": 1})))
     assert op["operationType"] == "SET_NODE_POOL_SIZE" and "error" not in op
     assert len(pool_nodes(core, pool_name)) == 1
 
-    _, op = gke.wait(gke.write(lambda: gke.pools.update(
+    _unused, op = gke.wait(gke.write(lambda: gke.pools.update(
         name=f"{gke.cluster}/nodePools/{pool_name}", body={"labels": {"labels": {"t-gkesim": "relabelled"}}})))
     assert "error" not in op
     assert pool_nodes(core, pool_name)[0].metadata.labels["t-gkesim"] == "relabelled"
@@ -151,7 +151,7 @@ def test_gpu_pool_lifecycle_materialises_gke_nodes(gke, pool_name, k8s_api_clien
 
 
 def test_tpu_pool_nodes_offer_four_chips(gke, pool_name, k8s_api_client):
-    _, op = gke.create({"name": pool_name, "initialNodeCount": 1, "config": {"machineType": "ct6e-standard-4t"},
+    _unused, op = gke.create({"name": pool_name, "initialNodeCount": 1, "config": {"machineType": "ct6e-standard-4t"},
                         "autoscaling": {"enabled": True, "minNodeCount": 1, "maxNodeCount": 3}})
     assert "error" not in op
     [node] = pool_nodes(CoreV1Api(k8s_api_client), pool_name)
@@ -200,7 +200,7 @@ def test_injected_write_faults(gke, pool_name, fault, status, text):
 
 def test_stockout_fails_the_create_operation_like_gke(gke, pool_name, k8s_api_client):
     gke.fault(method="POST", path_regex="nodePools$", body_regex=pool_name, fault="stockout")
-    _, op = gke.create(t4_pool(pool_name, 1))
+    _unused, op = gke.create(t4_pool(pool_name, 1))
     assert op["error"]["code"] == 8
     for marker in ("GCE_STOCKOUT", "ZONE_RESOURCE_POOL_EXHAUSTED", gke.env["GKE_LOCATION"], "n1-standard-4"):
         assert marker in op["error"]["message"]
@@ -212,7 +212,7 @@ def test_stockout_fails_the_create_operation_like_gke(gke, pool_name, k8s_api_cl
 
 def test_set_size_drains_pods_before_removing_the_node(gke, pool_name, k8s_api_client):
     core = CoreV1Api(k8s_api_client)
-    _, op = gke.create({"name": pool_name, "initialNodeCount": 1, "config": {"machineType": "e2-standard-4"}})
+    _unused, op = gke.create({"name": pool_name, "initialNodeCount": 1, "config": {"machineType": "e2-standard-4"}})
     assert "error" not in op
     [node] = pool_nodes(core, pool_name)
     namespace = pool_name
@@ -221,8 +221,8 @@ def test_set_size_drains_pods_before_removing_the_node(gke, pool_name, k8s_api_c
         core.create_namespaced_pod(namespace, {"metadata": {"name": "resident"}, "spec": {
             "nodeName": node.metadata.name,
             "containers": [{"name": "main", "image": "registry.k8s.io/pause:3.9"}]}})
-        _, op = gke.wait(gke.write(lambda: gke.pools.setSize(name=f"{gke.cluster}/nodePools/{pool_name}",
-                                                              body={"nodeCount": 0})))
+        _unused, op = gke.wait(gke.write(lambda: gke.pools.setSize(name=f"{gke.cluster}/nodePools/{pool_name}",
+                                                                   body={"nodeCount": 0})))
         assert "error" not in op
         assert pool_nodes(core, pool_name) == []
         remaining = [p for p in core.list_namespaced_pod(namespace).items if not p.metadata.deletion_timestamp]

@@ -383,4 +383,3 @@ def test_conditions_move_from_not_ready_to_ready_as_pods_become_ready(cluster, c
                                                    "healthcheckpolicies", policy)
     wait_for(lambda: requests.post(completions, json=body, timeout=30).status_code == 200, timeout=60,
              what="completion through the gateway")
-

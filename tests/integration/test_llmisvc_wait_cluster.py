@@ -155,7 +155,7 @@ def test_bad_image_fails_fast_naming_image_and_pull_secret(custom, namespace, wa
 
 def test_tpu_pattern_without_tpu_pool_reports_scheduling(custom, namespace, wait):
     container = main_container(image=TPU_IMAGE, resources={"limits": {"google.com/tpu": "4"},
-                                                            "requests": {"google.com/tpu": "4"}})
+                                                           "requests": {"google.com/tpu": "4"}})
     create(custom, llmisvc(
         "tpu-nopool", namespace, container=container,
         # A pool name nobody creates: other tests on the shared cluster may add real TPU pools.
@@ -269,7 +269,7 @@ def _wait_through_outage(custom, core, namespace, wait, proxy, outage, tmp_path)
 def test_survives_dropped_connections(custom, core, namespace, wait, local_cluster, tmp_path):
     with CountingProxy(local_cluster["KUBECONFIG"]) as proxy:
         def outage():
-            for _ in range(2):
+            for _unused in range(2):
                 proxy.drop_connections(refuse_for=3)
                 time.sleep(5)
 

@@ -115,7 +115,7 @@ def test_gke_gateway_bootstrap(k8s):
 @pytest.mark.cluster
 def test_pull_secret_is_a_dockerconfigjson_for_redhat_registry(k8s):
     secret = k8s.resources.get(api_version="v1", kind="Secret").get(name="redhat-pull-secret",
-                                                                   namespace="cert-manager")
+                                                                    namespace="cert-manager")
     assert secret.type == "kubernetes.io/dockerconfigjson"
     auths = json.loads(base64.b64decode(secret.data[".dockerconfigjson"]))["auths"]
     entry = auths["registry.redhat.io"]

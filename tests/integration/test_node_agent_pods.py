@@ -161,7 +161,7 @@ def test_red_hat_image_without_pull_secret_is_unauthorized(core, node, timeout):
                                                    pull_secret=False))
     wait_for(core, NAMESPACE, "no-pull-secret", lambda p: waiting_reason(p) == "ImagePullBackOff", timeout,
              "ImagePullBackOff")
-    messages = [m for reason, m, _ in event_messages(core, NAMESPACE, "no-pull-secret") if reason == "Failed"]
+    messages = [m for reason, m, _unused in event_messages(core, NAMESPACE, "no-pull-secret") if reason == "Failed"]
     assert any("unauthorized: Please login to the Red Hat Registry" in m for m in messages)
 
 
@@ -204,7 +204,7 @@ def test_good_vllm_pod_becomes_ready_and_serves_on_its_pod_ip(core, node, timeou
     completion = requests.post(f"http://{pod.status.pod_ip}:8000/v1/completions", timeout=30,
                                json={"model": "/mnt/models", "prompt": "Hello, how are you?", "max_tokens": 5})
     assert completion.status_code == 200 and completion.json()["usage"]["completion_tokens"] <= 5
-    reasons = [reason for reason, _, source in event_messages(core, NAMESPACE, "good") if source == "kubelet"]
+    reasons = [reason for reason, _unused, source in event_messages(core, NAMESPACE, "good") if source == "kubelet"]
     assert {"Pulled", "Created", "Started"} <= set(reasons)  # the image may already be on the node
 
 
@@ -280,7 +280,7 @@ def test_missing_secret_volume_keeps_the_pod_container_creating(core, node, time
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         events = event_messages(core, NAMESPACE, "no-tls-secret")
-        if any(reason == "FailedMount" for reason, _, _ in events):
+        if any(reason == "FailedMount" for reason, _message, _source in events):
             break
         time.sleep(0.5)
     assert ("FailedMount", 'MountVolume.SetUp failed for volume "tls-certs" : secret "x-kserve-self-signed-certs" '

@@ -239,7 +239,7 @@ def test_429_and_503_are_retried_with_growing_jittered_delays():
 def test_network_errors_are_retried():
     fake = FakeGke()
     fake.script("GET", "nodePools/gpu-t4-pool$", 0, ConnectionError("connection reset"))
-    result, _ = reconcile(fake, t4_params())
+    result, _unused = reconcile(fake, t4_params())
     assert result["retries"][0]["reason"] == "retry" and result["changed"]
 
 
@@ -303,23 +303,23 @@ def test_operation_wait_times_out_with_operation_name():
 
 def test_create_then_second_run_is_a_no_op():
     fake = FakeGke()
-    first, _ = reconcile(fake, tpu_params())
+    first, _unused = reconcile(fake, tpu_params())
     assert first["changed"] and [o["verb"] for o in first["operations"]] == ["create"]
     assert first["operations"][0]["status"] == "DONE"
     assert first["node_pool"]["config"]["machineType"] == "ct6e-standard-4t"
     fake.calls.clear()
-    second, _ = reconcile(fake, tpu_params())
+    second, _unused = reconcile(fake, tpu_params())
     assert not second["changed"] and second["operations"] == [] and fake.writes() == []
 
 
 def test_check_mode_sends_no_write_and_predicts_the_change():
     fake = FakeGke()
-    result, _ = reconcile(fake, t4_params(), check_mode=True)
+    result, _unused = reconcile(fake, t4_params(), check_mode=True)
     assert result["changed"] and fake.writes() == []
     assert result["diff"]["before"] == {} and result["diff"]["after"]["machine_type"] == "n1-standard-4"
     fake.add_pool(gc.build_node_pool(t4_params(autoscaling={"enabled": True, "min_node_count": 0,
                                                             "max_node_count": 1})))
-    result, _ = reconcile(fake, t4_params(), check_mode=True)
+    result, _unused = reconcile(fake, t4_params(), check_mode=True)
     assert result["changed"] and fake.writes() == []
     assert result["diff"]["before"]["autoscaling"]["max_node_count"] == 1
     assert result["diff"]["after"]["autoscaling"]["max_node_count"] == 5
@@ -329,7 +329,7 @@ def test_existing_pool_max_nodes_uses_set_autoscaling_only():
     fake = FakeGke()
     fake.add_pool(gc.build_node_pool(t4_params(autoscaling={"enabled": True, "min_node_count": 0,
                                                             "max_node_count": 1})))
-    result, _ = reconcile(fake, t4_params(autoscaling={"enabled": True, "min_node_count": 0, "max_node_count": 3}))
+    result = reconcile(fake, t4_params(autoscaling={"enabled": True, "min_node_count": 0, "max_node_count": 3}))[0]
     assert fake.writes() == [("POST", "/v1/projects/p1/locations/europe-west4-a/clusters/c1/nodePools/"
                                       "gpu-t4-pool:setAutoscaling")]
     body = [b for m, p, b in fake.calls if p.endswith(":setAutoscaling")][0]
@@ -340,12 +340,12 @@ def test_existing_pool_max_nodes_uses_set_autoscaling_only():
 def test_labels_and_size_use_update_and_set_size_in_order():
     fake = FakeGke()
     fake.add_pool(gc.build_node_pool(t4_params()), size=2)
-    result, _ = reconcile(fake, t4_params(labels={"team": "ml"}, node_count=0,
+    result, _unused = reconcile(fake, t4_params(labels={"team": "ml"}, node_count=0,
                                           autoscaling={"enabled": False}))
     assert [o["verb"] for o in result["operations"]] == ["update", "setAutoscaling", "setSize"]
     assert fake.sizes["gpu-t4-pool"] == 0
     fake.calls.clear()
-    again, _ = reconcile(fake, t4_params(labels={"team": "ml"}, node_count=0, autoscaling={"enabled": False}))
+    again, _unused = reconcile(fake, t4_params(labels={"team": "ml"}, node_count=0, autoscaling={"enabled": False}))
     assert not again["changed"] and fake.writes() == []
 
 
@@ -361,7 +361,7 @@ def test_immutable_change_is_refused_before_any_write():
 def test_recreate_deletes_then_creates():
     fake = FakeGke()
     fake.add_pool(gc.build_node_pool(t4_params()))
-    result, _ = reconcile(fake, t4_params(machine_type="n1-standard-8", recreate=True))
+    result, _unused = reconcile(fake, t4_params(machine_type="n1-standard-8", recreate=True))
     assert [o["verb"] for o in result["operations"]] == ["delete", "create"]
     assert fake.pools["gpu-t4-pool"]["config"]["machineType"] == "n1-standard-8" and result["recreated"]
 
@@ -376,15 +376,15 @@ def test_pool_in_error_state_needs_recreate():
 def test_absent_deletes_and_is_idempotent():
     fake = FakeGke()
     fake.add_pool(gc.build_node_pool(t4_params()))
-    result, _ = reconcile(fake, params(state="absent", machine_type=None))
+    result, _unused = reconcile(fake, params(state="absent", machine_type=None))
     assert result["changed"] and [o["verb"] for o in result["operations"]] == ["delete"]
-    again, _ = reconcile(fake, params(state="absent", machine_type=None))
+    again, _unused = reconcile(fake, params(state="absent", machine_type=None))
     assert not again["changed"]
 
 
 def test_wait_false_leaves_the_operation_running():
     fake = FakeGke()
-    result, _ = reconcile(fake, t4_params(wait=False))
+    result, _unused = reconcile(fake, t4_params(wait=False))
     assert result["operations"][0]["status"] == "RUNNING"
     assert not [c for c in fake.calls if "operations" in c[1]]
 

@@ -46,10 +46,10 @@ class FakeGke:
 
     # Helpers for tests ----------------------------------------------------------------------------------------
     def writes(self):
-        return [(m, p) for m, p, _ in self.calls if m != "GET"]
+        return [(m, p) for m, p, _unused in self.calls if m != "GET"]
 
     def script(self, method, path_regex, status, payload, times=1):
-        for _ in range(times):
+        for _unused in range(times):
             self.scripted.append((method, path_regex, status, payload))
 
     def add_pool(self, pool, size=None):
@@ -170,5 +170,5 @@ def test_fake_answers_like_gke():
     assert status == 200 and op["status"] == "RUNNING"
     status, pool = fake("GET", "https://x/v1/projects/p1/locations/europe-west4-a/clusters/c1/nodePools/a", None)
     assert pool["config"]["imageType"] == "COS_CONTAINERD"
-    status, _ = fake("GET", "https://x/v1/projects/p1/locations/europe-west4-a/clusters/c1/nodePools/b", None)
+    status, _unused = fake("GET", "https://x/v1/projects/p1/locations/europe-west4-a/clusters/c1/nodePools/b", None)
     assert status == 404

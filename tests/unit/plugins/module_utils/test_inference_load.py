@@ -203,7 +203,7 @@ def test_unreachable_metrics_endpoint_is_reported_not_fatal(server):
 def test_prompt_sources():
     cfg = config("http://x", workload="shared_prefix", shared_prefix_tokens=40, prefix_groups=2)
     prompts = load.PromptSource(cfg)
-    generated = [prompts.next_prompt() for _ in range(40)]
+    generated = [prompts.next_prompt() for _unused in range(40)]
     prefixes = {prompt.split(" Question")[0] for prompt in generated}
     assert len(prefixes) == 2
     assert all(len(prefix.split()) > load.KV_BLOCK_TOKENS for prefix in prefixes)

@@ -96,7 +96,7 @@ def run_watcher(api, until):
     watcher = lw.ResourceWatcher(api, "pods", POD_PATH, {"labelSelector": "x=y"}, changed)
     watcher.start()
     try:
-        for _ in range(200):
+        for _unused in range(200):
             if until(watcher):
                 break
             changed.wait(0.02)
