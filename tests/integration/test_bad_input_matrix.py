@@ -28,7 +28,6 @@ GATEWAY_NAMESPACE = "t-bad-gw"
 GLOBAL_GATEWAY = "t-bad-global-gw"
 
 
-
 @dataclass
 class Case:
     id: str

@@ -4,7 +4,7 @@ import uuid
 import pytest
 from kubernetes.client import CoreV1Api, V1DeleteOptions
 from kubernetes.client.exceptions import ApiException
-from test_gke_sim_nodepools import gke, pool_nodes, t4_pool, wait_for  # noqa: F401  # pylint: disable=unused-import  (`gke` is a fixture)
+from test_gke_sim_nodepools import gke, pool_nodes, t4_pool, wait_for  # noqa: F401  # pylint: disable=unused-import
 
 pytestmark = pytest.mark.cluster
 

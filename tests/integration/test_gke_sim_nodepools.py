@@ -152,7 +152,7 @@ def test_gpu_pool_lifecycle_materialises_gke_nodes(gke, pool_name, k8s_api_clien
 
 def test_tpu_pool_nodes_offer_four_chips(gke, pool_name, k8s_api_client):
     _unused, op = gke.create({"name": pool_name, "initialNodeCount": 1, "config": {"machineType": "ct6e-standard-4t"},
-                        "autoscaling": {"enabled": True, "minNodeCount": 1, "maxNodeCount": 3}})
+                              "autoscaling": {"enabled": True, "minNodeCount": 1, "maxNodeCount": 3}})
     assert "error" not in op
     [node] = pool_nodes(CoreV1Api(k8s_api_client), pool_name)
     assert node.metadata.labels["cloud.google.com/gke-tpu-accelerator"] == "tpu-v6e-slice"

@@ -30,7 +30,7 @@ def delete_test_pools(local_cluster):
     headers = {"Authorization": f"Bearer {env['GCP_ACCESS_TOKEN']}"}
     for pool in POOLS.values():
         # GKE refuses a second operation while one runs on the cluster: retry for a while.
-        for _ in range(30):
+        for _attempt in range(30):
             response = requests.delete(f"{base}/{pool}", headers=headers, timeout=30)
             if response.status_code != 400 or "incompatible operation" not in response.text:
                 break

@@ -196,7 +196,7 @@ def test_token_is_refused_outside_the_roles(rbac_identity):
 
 
 def test_deploy_check_and_teardown_with_the_least_privilege_token(rbac_identity, run_playbook, k8s, local_cluster,
-                                                            tmp_path):
+                                                                  tmp_path):
     extra_vars, env = _as_service_account(rbac_identity, tmp_path)
 
     deploy = run_playbook("playbooks/deploy_pattern3_gpu.yml", extra_vars, env=env)

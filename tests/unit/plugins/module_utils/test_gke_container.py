@@ -341,7 +341,7 @@ def test_labels_and_size_use_update_and_set_size_in_order():
     fake = FakeGke()
     fake.add_pool(gc.build_node_pool(t4_params()), size=2)
     result, _unused = reconcile(fake, t4_params(labels={"team": "ml"}, node_count=0,
-                                          autoscaling={"enabled": False}))
+                                                autoscaling={"enabled": False}))
     assert [o["verb"] for o in result["operations"]] == ["update", "setAutoscaling", "setSize"]
     assert fake.sizes["gpu-t4-pool"] == 0
     fake.calls.clear()
