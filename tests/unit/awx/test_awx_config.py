@@ -30,11 +30,18 @@ def role_options():
     return options
 
 
+REQUIRED_CHECK = re.compile(r"\b([a-z_][a-z0-9_]*) is defined\b")
+
+
 def playbook_declared_vars(playbook):
-    """Variables a playbook declares itself (play vars) and the playbooks it imports."""
+    """Variables a playbook declares itself (play vars), requires and checks in an assert, or that the
+    playbooks it imports declare."""
     names = set()
     for play in yaml.safe_load((ROOT / playbook).read_text()):
         names.update(play.get("vars", {}))
+        for task in play.get("tasks", []):
+            that = task.get("ansible.builtin.assert", {}).get("that", [])
+            names.update(REQUIRED_CHECK.findall(" ".join([that] if isinstance(that, str) else that)))
         if "ansible.builtin.import_playbook" in play:
             names.update(playbook_declared_vars(Path(playbook).parent / play["ansible.builtin.import_playbook"]))
     return names
