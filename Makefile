@@ -15,7 +15,7 @@ export ANSIBLE_HOME := $(ROOT)/.cache/ansible-home
 export ANSIBLE_LOCAL_TEMP := $(ROOT)/.cache/ansible-tmp
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup system-packages lint sanity unit integration molecule test build ee \
+.PHONY: setup system-packages lint sanity unit integration molecule molecule-switch test build ee \
         cluster-up cluster-down cluster-status control-plane deploy-local clean
 
 setup: $(STAMP) $(COLL_LINK)
@@ -76,6 +76,9 @@ integration: setup cluster-up
 # molecule/kind needs Docker and kind images: not run here (docs/testing.md).
 molecule: setup
 	$(BIN)/molecule test -s default
+	$(BIN)/molecule test -s switch
+
+molecule-switch: setup
 	$(BIN)/molecule test -s switch
 
 # Order: fast checks first; the pytest integration suite last so its summary closes the log.

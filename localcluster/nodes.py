@@ -504,11 +504,16 @@ class Fleet:
                 dropped = min(-missing, len(pending))
                 del pending[len(pending) - dropped:]
                 missing += dropped
-            matured = [entry for entry in pending if entry["ready_at"] <= now]
+            # A matured VM stays in `pending` (so the autoscaler still counts it as upcoming capacity) until
+            # its Node exists; otherwise a pass that runs in between sees neither and scales up twice.
+            matured = [entry for entry in pending if entry["ready_at"] <= now and not entry.get("creating")]
             for entry in matured:
-                pending.remove(entry)
-        for _entry in [e for e in matured if not e["fault"]]:
-            self._create_node(view, zone)
+                entry["creating"] = True
+        for entry in matured:
+            if not entry["fault"]:
+                self._create_node(view, zone)
+            with self.lock:
+                pending[:] = [other for other in pending if other is not entry]
         failed = [entry for entry in matured if entry["fault"]]
         if failed:
             self.store.provision_failed(pool["name"], zone, failed[0]["fault"], len(failed))
