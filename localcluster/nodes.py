@@ -443,6 +443,7 @@ class Fleet:
         self.scale = time_scale
         self.lock = threading.RLock()
         self.pending = {}  # (pool, zone) -> [{"ready_at": t, "fault": dict|None}]
+        self.last_ready = {}  # (pool, zone) -> monotonic time its newest Node became Ready
         self.deleting = set()
         self.last_heartbeat = {}
         self.nodes = {}  # name -> Node dict (last listing)
@@ -541,6 +542,7 @@ class Fleet:
             return
         with self.lock:
             self.nodes[name] = created
+            self.last_ready[(pool["name"], zone)] = time.monotonic()
         log.info("node %s of pool %s is Ready in %s", name, pool["name"], zone)
 
     def _ensure_lease(self, name, uid):
@@ -689,6 +691,7 @@ class Autoscaler:
 
     SCALE_DOWN_UNNEEDED_SECONDS = 600  # --scale-down-unneeded-time (10 min), scaled
     BACKOFF_SECONDS = 300  # initial node group backoff after a failed scale-up (5 min), scaled
+    NEW_NODE_GRACE_SECONDS = 5  # real seconds: the scheduler binds pods to a new node well within this
 
     def __init__(self, kube, store, fleet, time_scale):
         self.kube = kube
@@ -766,6 +769,12 @@ class Autoscaler:
         return False
 
     def scale_up(self, views, pods, now):
+        # Give the scheduler a moment to bind pending pods to a node that just became Ready; until it has,
+        # those pods still look unschedulable and one pod would trigger a second scale-up.
+        with self.fleet.lock:
+            newest_ready = max(self.fleet.last_ready.values(), default=float("-inf"))
+        if now - newest_ready < self.NEW_NODE_GRACE_SECONDS:
+            return
         options = self.templates(views)
         waiting = [p for p in pods if is_unschedulable(p)]
         capacity = self._free_capacity(pods) + self._upcoming(options)
