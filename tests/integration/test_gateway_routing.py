@@ -9,6 +9,7 @@ import socket
 import time
 import uuid
 
+import polling
 import pytest
 import requests
 from kubernetes import client
@@ -24,14 +25,7 @@ WAIT = 60
 
 
 def wait_for(predicate, timeout=WAIT, interval=0.25, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    return polling.wait_for(predicate, timeout=timeout, interval=interval, what=what)
 
 
 # ---------------------------------------------------------------- fixtures

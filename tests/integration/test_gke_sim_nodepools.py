@@ -7,6 +7,7 @@ import time
 import uuid
 
 import google.oauth2.credentials
+import polling
 import pytest
 import requests
 from googleapiclient.discovery import build
@@ -84,14 +85,8 @@ def pool_nodes(core, pool):
     return core.list_node(label_selector=f"cloud.google.com/gke-nodepool={pool}").items
 
 
-def wait_for(predicate, timeout=120, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+def wait_for(predicate, timeout=120, interval=0.3, what="condition"):
+    return polling.wait_for(predicate, timeout=timeout, interval=interval, what=what)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
+import polling
 import pytest
 import requests
 import yaml
@@ -26,14 +27,7 @@ PART_OF = "app.kubernetes.io/part-of"
 
 
 def wait_for(predicate, timeout=60, interval=0.5, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    return polling.wait_for(predicate, timeout=timeout, interval=interval, what=what)
 
 
 def seed_llmisvc(name, namespace, replicas=1):

@@ -5,10 +5,10 @@ prefix-aware endpoint picker, ``rr`` routes to the workload Service (round robin
 playbook written to a temporary directory, exactly as a user's playbook would call it.
 """
 import json
-import time
 import uuid
 from pathlib import Path
 
+import polling
 import pytest
 import requests
 import yaml
@@ -27,14 +27,7 @@ REPLICAS = 3
 
 
 def wait_for(predicate, timeout=60, interval=1.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    return polling.wait_for(predicate, timeout=timeout, interval=interval, what=what)
 
 
 def llmisvc(name, scheduler):
