@@ -6,6 +6,7 @@
 Documentation: serving_cost.yml next to this file (``ansible-doc -t filter llm_serving.gke.serving_cost``).
 """
 
+import math
 import os
 from collections.abc import Mapping
 
@@ -37,7 +38,52 @@ def load_price_book(name):
 
 
 def _is_number(value):
+    """A real int or float; bool is not a number here."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _checked_finite(name, value):
+    """Refuse NaN and infinity by input name (Jinja's ``'nan' | float`` and ``'inf' | float`` produce them)."""
+    if _is_number(value) and not math.isfinite(value):
+        raise AnsibleFilterError(f"serving_cost: {name} must be a finite number, got {value!r}")
+
+
+def _validated_sources(sources, where):
+    """``sources`` is an optional dict of SKU or item: text."""
+    if sources is None:
+        return {}
+    if not isinstance(sources, Mapping):
+        raise AnsibleFilterError(
+            f"serving_cost: {where}: sources must be a dict of SKU or item: source text, got {type(sources).__name__}")
+    result = {}
+    for item, text in sources.items():
+        if not isinstance(text, str) or not text.strip():
+            raise AnsibleFilterError(
+                f"serving_cost: {where}: sources.{item} must be a non-empty text naming where the price comes from, "
+                f"got {text!r}")
+        result[str(item)] = text
+    return result
+
+
+def _validated_included(included, hourly, where):
+    """``included_machine_types``: machine types whose price is part of the accelerator price (TPU VMs)."""
+    if included is None:
+        return []
+    if isinstance(included, (str, bytes)) or not isinstance(included, (list, tuple)):
+        raise AnsibleFilterError(
+            f"serving_cost: {where}: included_machine_types must be a list of machine types, got {included!r}")
+    result = []
+    for machine_type in included:
+        if not isinstance(machine_type, str) or not machine_type:
+            raise AnsibleFilterError(
+                f"serving_cost: {where}: included_machine_types entries must be machine type names, "
+                f"got {machine_type!r}")
+        if machine_type in hourly:
+            raise AnsibleFilterError(
+                f"serving_cost: {where}: machine type {machine_type!r} is both priced in hourly and listed in "
+                "included_machine_types; it is either billed separately or included in the accelerator price")
+        result.append(machine_type)
+    return result
 
 
 def _validated_book(book, where):
@@ -49,19 +95,22 @@ def _validated_book(book, where):
         "date": str(book.get("date") or "not given"),
         "hourly": {},
         "fixed_daily": {},
-        "sources": dict(book.get("sources") or {}),
+        "sources": _validated_sources(book.get("sources"), where),
     }
     for section in ("hourly", "fixed_daily"):
         prices = book.get(section) or {}
         if not isinstance(prices, Mapping):
             raise AnsibleFilterError(f"serving_cost: {where}: {section} must be a dict of item: USD")
         for item, price in prices.items():
+            _checked_finite(f"{where}: {section}.{item}", price)
             if not _is_number(price) or price < 0:
                 raise AnsibleFilterError(
                     f"serving_cost: {where}: {section}.{item} must be a non-negative number, got {price!r}")
             result[section][str(item)] = float(price)
     if not result["hourly"]:
         raise AnsibleFilterError(f"serving_cost: {where} has no hourly prices")
+    result["included_machine_types"] = _validated_included(
+        book.get("included_machine_types"), result["hourly"], where)
     return result
 
 
@@ -83,12 +132,16 @@ def _validated_pattern(pattern):
     replicas, count = pattern["replicas"], pattern["accelerator_count"]
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
         raise AnsibleFilterError(f"serving_cost: replicas must be a whole number >= 1, got {replicas!r}")
+    _checked_finite("accelerator_count", count)
     if not _is_number(count) or count < 0:
         raise AnsibleFilterError(f"serving_cost: accelerator_count must be a number >= 0, got {count!r}")
     return replicas, count, str(pattern["accelerator_type"]), pattern.get("machine_type")
 
 
 def _validated_rates(throughput_rps, utilization, hours_per_month):
+    for name, value in (("throughput_rps", throughput_rps), ("utilization", utilization),
+                        ("hours_per_month", hours_per_month)):
+        _checked_finite(name, value)
     if throughput_rps is not None and (not _is_number(throughput_rps) or throughput_rps <= 0):
         raise AnsibleFilterError(
             f"serving_cost: throughput_rps must be a positive number of requests per second, got {throughput_rps!r}")
@@ -117,6 +170,12 @@ def breakdown_lines(book, replicas, count, accelerator_type, machine_type):
     if machine_type and machine_type in book["hourly"]:
         unit = book["hourly"][machine_type]
         lines.append(_line(book, machine_type, "machine", replicas, "per node-hour", unit, unit * replicas))
+    elif machine_type and machine_type not in book["included_machine_types"]:
+        raise AnsibleFilterError(
+            f"serving_cost: price book {book['name']!r} has no hourly price for machine type {machine_type!r} and "
+            f"does not list it in included_machine_types (machine types whose price the accelerator price covers: "
+            f"{', '.join(book['included_machine_types']) or 'none'}); add its price to hourly or, if the "
+            "accelerator price includes the host VM, to included_machine_types")
     for item, per_day in sorted(book["fixed_daily"].items()):
         lines.append(_line(book, item, "fixed", 1, "per day", per_day, per_day / 24.0))
     return lines
@@ -143,7 +202,10 @@ def serving_cost(pattern, price_book, throughput_rps=None, utilization=1.0, hour
         "assumptions": {
             "replicas": replicas, "accelerator_count": count, "accelerator_type": accelerator_type,
             "machine_type": machine_type, "machine_priced_separately": bool(machine_type)
-            and machine_type in book["hourly"], "throughput_rps": throughput_rps, "utilization": utilization,
+            and machine_type in book["hourly"],
+            "machine_included_in_accelerator_price": bool(machine_type)
+            and machine_type in book["included_machine_types"],
+            "throughput_rps": throughput_rps, "utilization": utilization,
             "hours_per_month": hours_per_month,
         },
     }

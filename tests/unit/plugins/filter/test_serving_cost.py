@@ -12,6 +12,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.llm_serving.gke.plugins.filter.serving_cost import (
     FilterModule,
     available_price_books,
+    load_price_book,
     serving_cost,
 )
 
@@ -149,6 +150,80 @@ def test_bad_inputs_are_rejected_with_a_clear_message(pattern, kwargs, message):
     (42, "price_book must be a built-in book name or a dict"),
 ])
 def test_bad_price_books_are_rejected(book, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        serving_cost(P3_GPU, book)
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("pattern, kwargs, message", [
+    (P3_GPU, {"throughput_rps": NAN}, "throughput_rps must be a finite number, got nan"),
+    (P3_GPU, {"throughput_rps": INF}, "throughput_rps must be a finite number, got inf"),
+    (P3_GPU, {"utilization": NAN}, "utilization must be a finite number, got nan"),
+    (P3_GPU, {"hours_per_month": INF}, "hours_per_month must be a finite number, got inf"),
+    (P3_GPU, {"hours_per_month": NAN}, "hours_per_month must be a finite number, got nan"),
+    (dict(P3_GPU, accelerator_count=NAN), {}, "accelerator_count must be a finite number, got nan"),
+    (dict(P3_GPU, accelerator_count=INF), {}, "accelerator_count must be a finite number, got inf"),
+])
+def test_nan_and_infinity_are_refused_by_input_name(pattern, kwargs, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        serving_cost(pattern, "gcp-on-demand-us-central1", **kwargs)
+
+
+@pytest.mark.parametrize("section, item, price", [
+    ("hourly", "nvidia-tesla-t4", NAN),
+    ("hourly", "nvidia-tesla-t4", INF),
+    ("fixed_daily", "lb", NAN),
+    ("fixed_daily", "lb", INF),
+])
+def test_nan_and_infinity_in_a_book_are_refused_by_item(section, item, price):
+    book = {"name": "b", "hourly": {"nvidia-tesla-t4": 0.35, "n1-standard-4": 0.19}}
+    book.setdefault(section, {})[item] = price
+    with pytest.raises(AnsibleFilterError, match=rf"{section}\.{item} must be a finite number"):
+        serving_cost(P3_GPU, book)
+
+
+def test_machine_type_neither_priced_nor_included_is_an_error_naming_it():
+    book = {"name": "gpu-only", "hourly": {"nvidia-tesla-t4": 0.35}}
+    with pytest.raises(AnsibleFilterError, match="no hourly price for machine type 'n1-standard-4'"):
+        serving_cost(P3_GPU, book)
+
+
+def test_a_gpu_host_missing_from_a_built_in_book_is_an_error_naming_the_sku():
+    pattern = dict(P3_GPU, machine_type="g2-standard-8")
+    with pytest.raises(AnsibleFilterError, match="'gcp-on-demand-us-central1' has no hourly price for machine "
+                                                 "type 'g2-standard-8'.*ct6e-standard-4t"):
+        serving_cost(pattern, "gcp-on-demand-us-central1")
+
+
+def test_included_machine_type_adds_nothing_and_says_so():
+    book = {"name": "b", "hourly": {"tpu-v6e-slice": 2.70}, "included_machine_types": ["ct6e-standard-4t"]}
+    cost = serving_cost(P1_TPU, book)
+    assert cost["hourly_usd"] == pytest.approx(10.80)
+    assert cost["assumptions"]["machine_included_in_accelerator_price"] is True
+    assert cost["assumptions"]["machine_priced_separately"] is False
+
+
+@pytest.mark.parametrize("name", ["gcp-on-demand-us-central1", "gcp-on-demand-europe-west4", "gcp-spot-us-central1",
+                                  "gcp-spot-europe-west4", "seed-2026-02"])
+def test_every_built_in_book_lists_the_tpu_vm_as_included(name):
+    book = load_price_book(name)
+    assert "ct6e-standard-4t" in book["included_machine_types"]
+    assert "n1-standard-4" in book["hourly"] or "n1-standard-4" in book["included_machine_types"]
+
+
+@pytest.mark.parametrize("book_extra, message", [
+    ({"sources": ["SkyPilot"]}, "sources must be a dict of SKU or item: source text, got list"),
+    ({"sources": "SkyPilot catalog"}, "sources must be a dict of SKU or item: source text, got str"),
+    ({"sources": {"nvidia-tesla-t4": 0.35}}, "sources.nvidia-tesla-t4 must be a non-empty text"),
+    ({"sources": {"nvidia-tesla-t4": " "}}, "sources.nvidia-tesla-t4 must be a non-empty text"),
+    ({"included_machine_types": "ct6e-standard-4t"}, "included_machine_types must be a list of machine types"),
+    ({"included_machine_types": [None]}, "included_machine_types entries must be machine type names"),
+    ({"included_machine_types": ["n1-standard-4"]}, "'n1-standard-4' is both priced in hourly and listed"),
+])
+def test_malformed_book_fields_are_refused_with_a_clear_message(book_extra, message):
+    book = dict({"name": "b", "hourly": {"nvidia-tesla-t4": 0.35, "n1-standard-4": 0.19}}, **book_extra)
     with pytest.raises(AnsibleFilterError, match=message):
         serving_cost(P3_GPU, book)
 
