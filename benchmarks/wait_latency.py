@@ -3,17 +3,28 @@
 
 Measures, in the same run and through the same counting proxy in front of the API server:
   (a) the delay between the llmisvc turning Ready (for its current generation, as seen by an independent
-      watch in this process) and each module's process returning;
-  (b) the number of API requests each makes while waiting 60 s on an llmisvc that does not become ready.
+      watch in this process) and each module's result, over at least 20 rounds: mean, p50 and p95 for both
+      modules and their ratio;
+  (b) the API requests per minute each makes while waiting on an llmisvc that does not become ready.
+
+Fairness to the baseline: k8s_info (wait: true, wait_condition Ready=True) polls every wait_sleep = 5 s
+from the moment it starts. If the llmisvc became Ready a fixed time after both modules start, readiness
+would always fall at the same phase of that polling cycle and the measured polling delay would be whatever
+that phase happens to give (0.37 s in an earlier version of this script). Here, each round creates the
+llmisvc after a random offset drawn uniformly from [0, --spread-seconds) (default 10 s, two polling
+periods; at least one is required), so readiness falls at a random moment of the polling cycle and a
+polling waiter's expected delay is half a period (2.5 s) plus one poll.
 
 Both modules run as Ansible runs them on the target: `python -m <module> args.json`, with the
 collection on PYTHONPATH. Usage: `make cluster-up`, then `.venv/bin/python benchmarks/wait_latency.py
-[--rounds 6] [--wait-seconds 60]`.
+[--rounds 20] [--spread-seconds 10] [--wait-seconds 60] [--seed N]`.
 """
 
 import argparse
 import json
+import math
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -31,6 +42,8 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python")
 LLMISVC = {"group": "serving.kserve.io", "version": "v1alpha2", "plural": "llminferenceservices"}
 CPU_IMAGE = "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.10.1.1"
 MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+K8S_INFO_WAIT_SLEEP = 5  # kubernetes.core.k8s_info option wait_sleep, default 5 (plugins/modules/k8s_info.py)
+MIN_ROUNDS = 20
 MODULES = {
     "llmisvc_wait": "ansible_collections.llm_serving.gke.plugins.modules.llmisvc_wait",
     "k8s_info": "ansible_collections.kubernetes.core.plugins.modules.k8s_info",
@@ -121,12 +134,15 @@ def watch_ready_time(custom, namespace, name, deadline):
     return None
 
 
-def latency_round(custom, namespace, kubeconfig, workdir, index):
+def latency_round(custom, namespace, kubeconfig, workdir, index, offset):
+    """One round; the llmisvc is created ``offset`` seconds (drawn uniformly by the caller) after the modules
+    are up, so its readiness falls at a random phase of k8s_info's polling cycle."""
     name = f"bench-ready-{index}"
     runs = [ModuleRun(kind, module_args(kind, name, namespace, kubeconfig, 120), workdir) for kind in MODULES]
     for run in runs:
         run.start()
     time.sleep(3)  # both modules are up and waiting (k8s_info treats "not found" as "keep waiting")
+    time.sleep(offset)
     custom.create_namespaced_custom_object(namespace=namespace, body=llmisvc_body(name, namespace), **LLMISVC)
     ready_at = watch_ready_time(custom, namespace, name, 120)
     for run in runs:
@@ -163,15 +179,105 @@ def requests_during_wait(custom, namespace, kubeconfig, workdir, proxy, seconds)
     return counts
 
 
+def readiness_offsets(rounds, spread_seconds, seed):
+    """Per round, seconds between 'both modules are waiting' and creating the llmisvc: uniform over
+    [0, spread_seconds), which must cover at least one k8s_info polling period."""
+    if spread_seconds < K8S_INFO_WAIT_SLEEP:
+        raise ValueError(f"spread_seconds must be at least one polling period ({K8S_INFO_WAIT_SLEEP} s), "
+                         f"got {spread_seconds:g}")
+    rng = random.Random(seed)
+    return [rng.uniform(0, spread_seconds) for _ in range(rounds)]
+
+
 def fmt(value):
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def percentile(values, fraction):
+    """Linear interpolation between closest ranks (numpy's default); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = fraction * (len(ordered) - 1)
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summary(values):
+    """mean, p50 and p95 of the rounds that succeeded (None when none did)."""
+    if not values:
+        return {"n": 0, "mean": None, "p50": None, "p95": None}
+    return {"n": len(values), "mean": statistics.fmean(values), "p50": percentile(values, 0.5),
+            "p95": percentile(values, 0.95)}
+
+
+def ratio(numerator, denominator):
+    if numerator is None or not denominator:
+        return "n/a"
+    return f"{numerator / denominator:.1f}x"
+
+
+def delay_table(rounds, key_suffix, label):
+    """Lines for one delay measure (the module's result, or its process exit), both modules and their ratio."""
+    stats = {kind: summary([r[kind + key_suffix] for r in rounds if r[kind + key_suffix] is not None])
+             for kind in MODULES}
+    lines = [f"    {label}"]
+    for kind in MODULES:
+        st = stats[kind]
+        lines.append(f"      {kind:13s} mean {fmt(st['mean'])}   p50 {fmt(st['p50'])}   p95 {fmt(st['p95'])}   "
+                     f"({st['n']} of {len(rounds)} rounds)")
+    lines.append("      ratio k8s_info / llmisvc_wait: " + ", ".join(
+        f"{name} {ratio(stats['k8s_info'][name], stats['llmisvc_wait'][name])}" for name in ("mean", "p50", "p95")))
+    return lines
+
+
+def requests_per_minute(count):
+    """All requests over the whole wait, and the steady state after the first 10 s (start-up excluded)."""
+    total = count["total"] / max(count["elapsed"], 1e-9) * 60
+    steady = count["after_10s"] / max(1.0, count["elapsed"] - 10) * 60
+    return total, steady
+
+
+def report(rounds, offsets, counts, options):
+    lines = ["wait_latency: llm_serving.gke.llmisvc_wait vs kubernetes.core.k8s_info "
+             f"(wait: true, wait_condition Ready=True, wait_sleep {K8S_INFO_WAIT_SLEEP} default)",
+             f"(a) delay from Ready (own watch) to the module, seconds, {len(rounds)} rounds; readiness at a random "
+             f"moment: llmisvc created 3 s + U(0, {options.spread_seconds:g} s) after both modules started "
+             f"(offsets drawn: {min(offsets):.2f}..{max(offsets):.2f} s, seed {options.seed})"]
+    lines += delay_table(rounds, "", "until the module printed its result (the waiting logic):")
+    lines += delay_table(rounds, " exit", "until the module process exited (what a playbook waits for):")
+    lines.append(f"(b) API requests per minute of waiting, {options.wait_seconds} s on an llmisvc that never "
+                 "becomes ready")
+    per_minute = {}
+    for kind in MODULES:
+        c = counts[kind]
+        per_minute[kind] = requests_per_minute(c)
+        lines.append(f"      {kind:13s} {per_minute[kind][0]:6.1f} per minute ({c['total']} requests, {c['watch']} "
+                     f"watch, in {c['elapsed']} s); steady state after the first 10 s: {per_minute[kind][1]:.1f} "
+                     "per minute")
+    overall = ratio(per_minute["k8s_info"][0], per_minute["llmisvc_wait"][0])
+    steady = ratio(per_minute["k8s_info"][1], per_minute["llmisvc_wait"][1])
+    lines.append(f"      ratio k8s_info / llmisvc_wait: {overall} per minute overall, {steady} steady state")
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=MIN_ROUNDS, help=f"at least {MIN_ROUNDS}")
+    parser.add_argument("--spread-seconds", type=float, default=2 * K8S_INFO_WAIT_SLEEP,
+                        help="readiness offsets are uniform over [0, this); at least one polling period (5 s)")
     parser.add_argument("--wait-seconds", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=None, help="random seed of the offsets (printed)")
     options = parser.parse_args()
+    if options.rounds < MIN_ROUNDS:
+        parser.error(f"--rounds must be at least {MIN_ROUNDS} for a p95, got {options.rounds}")
+    if options.spread_seconds < K8S_INFO_WAIT_SLEEP:
+        parser.error(f"--spread-seconds must cover at least one k8s_info polling period ({K8S_INFO_WAIT_SLEEP} s), "
+                     f"got {options.spread_seconds:g}")
+    if options.seed is None:
+        options.seed = random.SystemRandom().randrange(2 ** 31)
+    offsets = readiness_offsets(options.rounds, options.spread_seconds, options.seed)
 
     from kubernetes import client, config
 
@@ -183,37 +289,13 @@ def main():
     try:
         with CountingProxy(env["KUBECONFIG"]) as proxy, tempfile.TemporaryDirectory() as workdir:
             kubeconfig = proxy.write_kubeconfig(workdir)
-            rounds = [latency_round(custom, namespace, kubeconfig, workdir, i) for i in range(options.rounds)]
+            rounds = [latency_round(custom, namespace, kubeconfig, workdir, i, offset)
+                      for i, offset in enumerate(offsets)]
             counts = requests_during_wait(custom, namespace, kubeconfig, workdir, proxy, options.wait_seconds)
     finally:
         core.delete_namespace(namespace)
 
-    print("wait_latency: llm_serving.gke.llmisvc_wait vs kubernetes.core.k8s_info "
-          "(wait: true, wait_condition Ready=True, wait_sleep 5 default)")
-    print(f"(a) delay from Ready (own watch) to the module's result, seconds, {options.rounds} rounds")
-    exit_median = {}
-    for kind in MODULES:
-        values = [r[kind] for r in rounds if r[kind] is not None]
-        exits = [r[kind + " exit"] for r in rounds if r[kind + " exit"] is not None]
-        exit_median[kind] = statistics.median(exits) if exits else None
-        print(f"    {kind:13s} per round: {', '.join(fmt(r[kind]) for r in rounds)}   "
-              f"median {fmt(statistics.median(values) if values else None)}   "
-              f"(until the process exited, as Ansible sees it: median {fmt(exit_median[kind])})")
-    if exit_median["llmisvc_wait"] and exit_median["k8s_info"]:
-        # The result delay of llmisvc_wait is ~0, so compare what a playbook waits for: the process exit.
-        print(f"    ratio k8s_info / llmisvc_wait (median delay until process exit): "
-              f"{exit_median['k8s_info'] / exit_median['llmisvc_wait']:.1f}x")
-    print(f"(b) API requests during a {options.wait_seconds} s wait on an llmisvc that never becomes ready")
-    for kind in MODULES:
-        c = counts[kind]
-        print(f"    {kind:13s} {c['total']:4d} requests ({c['watch']} watch) in {c['elapsed']} s; "
-              f"{c['after_10s']} of them after the first 10 s")
-    if counts["llmisvc_wait"]["total"]:
-        print(f"    ratio k8s_info / llmisvc_wait (requests): "
-              f"{counts['k8s_info']['total'] / counts['llmisvc_wait']['total']:.1f}x")
-    steady = {kind: counts[kind]["after_10s"] / max(1.0, counts[kind]["elapsed"] - 10) * 60 for kind in MODULES}
-    print(f"    steady state, requests per minute after start-up: llmisvc_wait {steady['llmisvc_wait']:.1f}, "
-          f"k8s_info {steady['k8s_info']:.1f}")
+    print("\n".join(report(rounds, offsets, counts, options)))
 
 
 if __name__ == "__main__":
