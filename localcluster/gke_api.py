@@ -27,7 +27,10 @@ fault for the next N (default 1; 0 = until cleared) requests whose method and pa
   autoscaler's new nodes fail, pods get ``FailedScaleUp`` and the pool is backed off.
 - ``quota``: 403 PERMISSION_DENIED "Insufficient regional quota to satisfy request: resource ..." (optional
   ``"quota_limit"``); on ``SCALE_UP`` the scale-up fails with "GCE quota exceeded".
-- ``in_progress``: 400 FAILED_PRECONDITION "Cluster is running incompatible operation ...".
+- ``in_progress``: 400 FAILED_PRECONDITION "Cluster is running incompatible operation ..."; an optional
+  ``"message"`` replaces the text (GKE words it in several ways, e.g. "Operation operation-... is currently
+  deleting a node pool for cluster X. Please wait and try again once it is done." in
+  hashicorp/terraform-provider-google#10366; ``""`` leaves only the RequestInfo detail).
 - ``http_429``: 429 RESOURCE_EXHAUSTED "Too many operations: cluster ... concurrent operations quota ...".
 - ``http_503``: 503 UNAVAILABLE.
 
@@ -322,6 +325,10 @@ class Simulator:
                  "times": int(spec.get("times", 1)), "id": uuid.uuid4().hex[:12]}
         if "quota_limit" in spec:
             fault["quota_limit"] = float(spec["quota_limit"])
+        if "message" in spec:
+            if not isinstance(spec["message"], str):
+                raise invalid("message must be a string (the error text of an in_progress fault)", "message")
+            fault["message"] = spec["message"]
         with self.lock:
             self.faults.append(fault)
         return fault
@@ -510,12 +517,19 @@ class Simulator:
             self.state["pools"].pop(name, None)
         return None
 
+    def _reconciling(self, record):
+        """NodePool.status RECONCILING: "some work is actively being done on the node pool" (Container API v1
+        discovery document, NodePool.status); _converge_work sets RUNNING again when the operation ends."""
+        if record["api"].get("status") == "RUNNING":
+            record["api"]["status"] = "RECONCILING"
+
     def set_size(self, name, count, fault):
         self.ensure_no_operation()
         record = self.state["pools"][name]
         shortfall = self.quota_shortfall(record["api"], sum(count - n for n in record["zones"].values()))
         if shortfall:
             raise shortfall
+        self._reconciling(record)
         for zone in record["zones"]:
             record["zones"][zone] = count
         if fault and fault["fault"] == "stockout":
@@ -524,6 +538,7 @@ class Simulator:
 
     def set_autoscaling(self, name, autoscaling):
         self.ensure_no_operation()
+        self._reconciling(self.state["pools"][name])
         return self.start_operation("UPDATE_CLUSTER", f"/nodePools/{name}", "set_autoscaling", name, autoscaling)
 
     def _set_autoscaling_work(self, op, name, autoscaling):
@@ -559,6 +574,7 @@ class Simulator:
         record = self.state["pools"][name]
         changes = pool_update_changes(record["api"], update, self.zone)
         self.ensure_no_operation()
+        self._reconciling(record)
         return self.start_operation("UPGRADE_NODES", f"/nodePools/{name}", "update_pool", name, changes)
 
     def _update_pool_work(self, op, name, changes):
@@ -846,8 +862,8 @@ class Api:
         kind = fault["fault"]
         if kind == "in_progress":
             busy = f"operation-{int(time.time() * 1000)}-{uuid.uuid4()}"
-            return ApiError(400, f"Cluster is running incompatible operation {busy}.", "FAILED_PRECONDITION",
-                            [request_id()])
+            message = fault.get("message", f"Cluster is running incompatible operation {busy}.")
+            return ApiError(400, message.replace("{operation}", busy), "FAILED_PRECONDITION", [request_id()])
         if kind == "http_429":
             return ApiError(429, f"Too many operations: cluster \"{self.sim.cluster_name}\" hits the concurrent "
                                  "operations quota 5, please try again later.", "RESOURCE_EXHAUSTED",

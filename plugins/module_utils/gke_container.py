@@ -59,6 +59,12 @@ UPDATE_FIELDS = ("node_locations", "labels", "taints", "image_type", "disk_type"
 
 RETRYABLE_HTTP_STATUS = (429, 500, 502, 503, 504)
 TERMINAL_POOL_STATUSES = ("ERROR",)
+# NodePool.status values at which no operation is working on the pool. Terraform's node pool resource waits for one
+# of them before every update and delete (containerNodePoolRestingStates / containerNodePoolAwaitRestingState in
+# hashicorp/terraform-provider-google google/services/container/resource_container_node_pool.go); PROVISIONING,
+# RECONCILING and STOPPING mean an operation is still at work (NodePool.status in the Container API v1 discovery
+# document).
+RESTING_POOL_STATUSES = ("RUNNING", "RUNNING_WITH_ERROR", "ERROR")
 
 
 class GkeError(Exception):
@@ -426,10 +432,21 @@ def error_parts(payload):
 
 
 def classify(http_status, status, message):
-    """stockout | quota | in_progress | retry | fatal."""
+    """stockout | quota | in_progress | retry | fatal.
+
+    GKE runs one operation per cluster at a time and answers a second mutating call with HTTP 400
+    FAILED_PRECONDITION, in several wordings: "Cluster is running incompatible operation ...", "Operation
+    operation-... is currently upgrading cluster X / creating a node pool / deleting a node pool for cluster X.
+    Please wait and try again once it is done." (hashicorp/terraform-provider-google issues #3650 and #10366,
+    prometheus/test-infra#84), or a bare status with only a RequestInfo detail. Like Terraform
+    (retryWhileIncompatibleOperation in google/services/container/resource_container_node_pool.go, which retries on
+    the status code alone), any HTTP 400 FAILED_PRECONDITION is "in progress", whatever its text.
+    """
     text = f"{status} {message}"
     if _STOCKOUT.search(text):
         return "stockout"
+    if http_status == 400 and status == "FAILED_PRECONDITION":
+        return "in_progress"
     if _IN_PROGRESS.search(text):
         return "in_progress"
     if _QUOTA.search(text):
@@ -479,9 +496,10 @@ def quota_message(message, ctx):
 
 def in_progress_message(message, ctx):
     return (
-        "Cluster '{}' in {} kept running another operation until the timeout; GKE allows one mutating operation "
-        "at a time. Wait for it (gcloud container operations list --location {}) and rerun, or raise timeout. "
-        "API said: {}".format(ctx.get("cluster"), ctx.get("location"), ctx.get("location"), message.strip()))
+        "Cluster '{}' in {} kept answering FAILED_PRECONDITION (another operation is running on it) until the "
+        "timeout; GKE allows one mutating operation at a time. Wait for it (gcloud container operations list "
+        "--location {}) and rerun, or raise timeout. API said: {}".format(
+            ctx.get("cluster"), ctx.get("location"), ctx.get("location"), message.strip() or "(no message)"))
 
 
 def raise_classified(http_status, payload, ctx, action):
@@ -571,6 +589,22 @@ class ContainerClient:
 
     def get_pool(self, name):
         return self.call("GET", self.pool_path(name), action=f"read node pool {name}", allow_404=True)
+
+    def wait_pool_at_rest(self, name, pool):
+        """Poll the pool until no operation works on it (status RUNNING, RUNNING_WITH_ERROR or ERROR), as Terraform
+        does before an update or delete; returns the pool as last read (None once it is gone)."""
+        interval = self.poll_interval
+        while pool is not None and pool.get("status") not in RESTING_POOL_STATUSES:
+            if self.remaining() <= 0:
+                raise GkeError(
+                    f"Timed out waiting for node pool '{name}' to come to rest before changing it: it is still "
+                    f"{pool.get('status')} (an operation is working on it; see gcloud container operations list "
+                    f"--location {self.location}). Raise timeout or rerun later. {pool.get('statusMessage') or ''}"
+                    .strip(), kind="timeout", details={"node_pool": pool})
+            self.sleep(min(interval, max(self.remaining(), 0)))
+            interval = min(self.max_poll_interval, interval * 1.5)
+            pool = self.get_pool(name)
+        return pool
 
     def machine_type_exists(self, zone, machine_type):
         path = f"/compute/v1/projects/{self.project}/zones/{zone}/machineTypes/{machine_type}"
@@ -705,6 +739,8 @@ class NodePoolReconciler:
         if self.params["state"] == "present":
             validate_params(self.params)
         pool = self.client.get_pool(self.name)
+        if pool is not None and not self.check_mode:
+            pool = self.client.wait_pool_at_rest(self.name, pool)
         if self.params["state"] == "absent":
             self._absent(pool)
         elif pool is None:

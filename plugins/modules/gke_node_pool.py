@@ -20,6 +20,15 @@ description:
     O(service_account), O(oauth_scopes)) fail with a message naming the field, unless O(recreate=true).
   - Retries with jittered backoff on HTTP 429 and 5xx and while another operation runs on the cluster.
     Stockout and quota errors fail at once with the zone, the resource and what to try.
+  - GKE runs one operation per cluster at a time and answers a second write with HTTP 400 C(FAILED_PRECONDITION),
+    worded in several ways (C(Cluster is running incompatible operation ...), C(Operation operation-... is
+    currently upgrading cluster X. Please wait and try again once it is done.), or no text at all). Every
+    HTTP 400 C(FAILED_PRECONDITION) is retried until O(timeout), whatever its wording, as Terraform's
+    C(google_container_node_pool) does (C(retryWhileIncompatibleOperation) in
+    C(google/services/container/resource_container_node_pool.go) of hashicorp/terraform-provider-google).
+  - Before changing or deleting an existing pool the module waits until the pool is at rest (status
+    C(RUNNING), C(RUNNING_WITH_ERROR) or C(ERROR), not C(PROVISIONING), C(RECONCILING) or C(STOPPING)), as
+    Terraform does (C(containerNodePoolAwaitRestingState)). Check mode does not wait.
   - Uses the authentication of C(google.cloud) (C(GcpSession)), including the C(GCP_*) environment variables
     that the AWX/AAP Google Compute Engine credential injects.
 author:

@@ -1,0 +1,164 @@
+"""Issue 12: gke_node_pool against what the real Container API v1 does, run against the GKE simulator in-process.
+
+The module's ContainerClient talks to ``localcluster.gke_api.Api`` through a transport that calls ``Api.handle``
+(no HTTP, no Kubernetes cluster: pools have no Nodes), so the same behaviour is checked on both sides.
+"""
+import json
+import time
+
+import pytest
+from ansible_collections.llm_serving.gke.plugins.module_utils import gke_container as gc
+
+from localcluster.gke_api import Api, Settings, Simulator
+from tests.unit.plugins.module_utils.test_gke_container_fake import FakeGke, api_error
+
+TOKEN = "unit-token"
+BASE = "/v1/projects/proj/locations/europe-west4-a/clusters/c1"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def api(tmp_path):
+    settings = Settings({"GCP_ACCESS_TOKEN": TOKEN, "GCP_PROJECT": "proj", "GKE_CLUSTER": "c1",
+                         "LOCALCLUSTER_STATE_DIR": str(tmp_path), "LOCALCLUSTER_TIME_SCALE": "0.002"})
+    return Api(Simulator(settings))
+
+
+def call(api, method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else b""
+    status, payload, _headers = api.handle(method, path, AUTH, data, "http://sim")
+    return status, payload
+
+
+class SimTransport:
+    """``transport(method, url, body)`` for ContainerClient, answered by the in-process simulator."""
+
+    def __init__(self, api):
+        self.api = api
+        self.calls = []
+
+    def __call__(self, method, url, body):
+        path = url.split("://", 1)[-1]
+        path = path[path.index("/"):]
+        self.calls.append((method, path, body))
+        return call(self.api, method, path, body)
+
+    def writes(self):
+        return [(m, p) for m, p, _b in self.calls if m != "GET"]
+
+
+def sim_client(api, timeout=60):
+    transport = SimTransport(api)
+    client = gc.ContainerClient(transport, "proj", "europe-west4-a", "c1", endpoint="http://gke",
+                                compute_endpoint="http://gce", timeout=timeout, initial_delay=0.01, max_delay=0.05,
+                                poll_interval=0.01, max_poll_interval=0.05)
+    return client, transport
+
+
+def params(**overrides):
+    base = {
+        "project": "proj", "location": "europe-west4-a", "cluster": "c1", "name": "cpu", "state": "present",
+        "machine_type": "e2-standard-4", "accelerator": None, "tpu_topology": None, "spot": None,
+        "autoscaling": None, "initial_node_count": None, "node_count": None, "node_locations": None,
+        "labels": None, "taints": None, "disk_size_gb": None, "disk_type": None, "image_type": None,
+        "service_account": None, "oauth_scopes": None, "recreate": False, "wait": True, "timeout": 60,
+    }
+    base.update(overrides)
+    return base
+
+
+def run(api, p, check_mode=False):
+    client, transport = sim_client(api)
+    return gc.NodePoolReconciler(client, p, check_mode=check_mode).run(), transport
+
+
+def wait_done(api, operation):
+    for _ in range(500):
+        _, op = call(api, "GET", f"/v1/projects/proj/locations/europe-west4-a/operations/{operation['name']}")
+        if op["status"] == "DONE":
+            return op
+        time.sleep(0.01)
+    raise AssertionError(f"operation {operation['name']} never finished")
+
+
+# Item 1: "another operation is running" is retried whatever its wording ----------------------------------------
+
+WORDINGS = [
+    "Cluster is running incompatible operation operation-1533161820212-e0451fc6.",
+    "Operation operation-1596064640049-1b03e177 is currently upgrading cluster c1. Please wait and try again once "
+    "it is done.",
+    "Operation operation-1533161820212-e0451fc6 is currently creating a node pool for cluster c1. Please wait and "
+    "try again once it is done.",
+    "Operation operation-1 is currently deleting a node pool for cluster c1. Please wait and try again once it is "
+    "done.",
+    "",
+]
+
+
+@pytest.mark.parametrize("message", WORDINGS)
+def test_any_400_failed_precondition_is_in_progress(message):
+    assert gc.classify(400, "FAILED_PRECONDITION", message) == "in_progress"
+
+
+@pytest.mark.parametrize("message", WORDINGS)
+def test_simulator_in_progress_fault_takes_any_wording_and_module_retries_it(api, message):
+    fault = {"method": "POST", "path_regex": "nodePools$", "fault": "in_progress", "message": message, "times": 2}
+    assert call(api, "POST", "/_sim/faults", fault)[0] == 200
+    status, payload = call(api, "POST", f"{BASE}/nodePools", {"nodePool": {"name": "x",
+                                                                         "config": {"machineType": "e2-medium"}}})
+    assert status == 400 and payload["error"]["status"] == "FAILED_PRECONDITION"
+    assert payload["error"]["message"] == message
+    assert payload["error"]["details"][0]["@type"] == "type.googleapis.com/google.rpc.RequestInfo"
+    result, transport = run(api, params())
+    assert result["changed"] and [r["reason"] for r in result["retries"]] == ["in_progress"]
+    assert [r["status"] for r in result["retries"]] == [400]
+    assert call(api, "GET", f"{BASE}/nodePools/cpu")[1]["status"] == "RUNNING"
+
+
+def test_second_write_during_an_operation_is_failed_precondition_and_is_retried(api):
+    _, op = call(api, "POST", f"{BASE}/nodePools", {"nodePool": {"name": "busy",
+                                                                "config": {"machineType": "e2-medium"}}})
+    status, payload = call(api, "POST", f"{BASE}/nodePools/default-pool:setSize", {"nodeCount": 3})
+    assert (status, payload["error"]["status"]) == (400, "FAILED_PRECONDITION")
+    result, _transport = run(api, params())  # create while "busy" is being created: retried until it is done
+    assert result["changed"] and "error" not in wait_done(api, op)
+    assert call(api, "GET", f"{BASE}/nodePools/cpu")[0] == 200
+
+
+def test_update_waits_until_the_pool_is_at_rest_before_writing(api):
+    """Terraform waits for a resting pool status before an update (containerNodePoolAwaitRestingState)."""
+    _, op = call(api, "POST", f"{BASE}/nodePools/default-pool:setSize", {"nodeCount": 3})
+    assert call(api, "GET", f"{BASE}/nodePools/default-pool")[1]["status"] == "RECONCILING"
+    result, transport = run(api, params(name="default-pool", machine_type=None, labels={"tier": "cpu"}))
+    assert result["changed"] and result["retries"] == []  # no write was sent while the pool was busy
+    pool_reads = [s for s in transport.calls if s[0] == "GET" and s[1].endswith("/nodePools/default-pool")]
+    assert len(pool_reads) >= 2
+    assert call(api, "GET", f"{BASE}/nodePools/default-pool")[1]["config"]["labels"] == {"tier": "cpu"}
+    assert "error" not in wait_done(api, op)
+
+
+def test_pool_that_never_comes_to_rest_times_out_naming_it():
+    fake = FakeGke()
+    fake.add_pool({"name": "p", "config": {"machineType": "n1-standard-4"}})
+    fake.pools["p"]["status"] = "RECONCILING"
+    clock = {"now": 0.0}
+    client = gc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke", timeout=30,
+                                clock=lambda: clock["now"], sleep=lambda s: clock.__setitem__("now", clock["now"] + s))
+    with pytest.raises(gc.GkeError) as err:
+        gc.NodePoolReconciler(client, params(name="p", machine_type="n1-standard-4", project="p1",
+                                             labels={"a": "b"})).run()
+    assert err.value.kind == "timeout" and "'p'" in err.value.message and "RECONCILING" in err.value.message
+    assert fake.writes() == []
+
+
+def test_permanent_failed_precondition_is_reported_at_timeout_with_the_api_text():
+    fake = FakeGke()
+    fake.script("POST", "nodePools$", *api_error(400, "FAILED_PRECONDITION", "Operation operation-7 is currently "
+                                                 "upgrading cluster c1. Please wait and try again once it is done."),
+                times=1000)
+    clock = {"now": 0.0}
+    client = gc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke", timeout=60,
+                                clock=lambda: clock["now"], sleep=lambda s: clock.__setitem__("now", clock["now"] + s))
+    with pytest.raises(gc.GkeError) as err:
+        gc.NodePoolReconciler(client, params(machine_type="n1-standard-4", project="p1")).run()
+    assert err.value.kind == "in_progress" and "operation-7 is currently upgrading" in err.value.message
