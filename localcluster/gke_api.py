@@ -547,6 +547,10 @@ class Simulator:
             record = self.state["pools"].get(name)
             if record is None:
                 return None
+            # SetNodePoolAutoscalingRequest.autoscaling replaces the pool's whole NodePoolAutoscaling: what the body
+            # leaves out takes the API default (minNodeCount 0, locationPolicy BALANCED), it is not kept from the
+            # old setting - which is why Terraform sends min, max and location policy together (nodePoolUpdate in
+            # hashicorp/terraform-provider-google google/services/container/resource_container_node_pool.go).
             if autoscaling.get("enabled"):
                 autoscaling.setdefault("locationPolicy", "BALANCED")
                 low, high = int(autoscaling.get("minNodeCount") or 0), int(autoscaling["maxNodeCount"])

@@ -335,14 +335,29 @@ def _drop_none(obj):
     return obj
 
 
-def autoscaling_body(autoscaling):
+def autoscaling_body(autoscaling, current=None):
+    """NodePoolAutoscaling for a create or ``:setAutoscaling`` (field names: NodePoolAutoscaling in the Container API
+    v1 discovery document).
+
+    ``:setAutoscaling`` replaces the pool's whole autoscaling setting: a field left out is reset to GKE's default
+    (a body with only maxNodeCount sets minNodeCount to 0 and locationPolicy back to BALANCED), and Terraform's node
+    pool resource always sends min, max and location policy together for that reason (nodePoolUpdate in
+    hashicorp/terraform-provider-google google/services/container/resource_container_node_pool.go). So for an
+    existing pool the options left unset are taken from ``current`` (its autoscaling as ``current_view`` reads it).
+    """
     if not autoscaling or not autoscaling.get("enabled", True):
         return {"enabled": False}
+    have = current if current and current.get("enabled") else {}
+
+    def pick(option):
+        value = autoscaling.get(option)
+        return have.get(option) if value is None else value
+
     return _drop_none({
         "enabled": True,
-        "minNodeCount": autoscaling.get("min_node_count"),
-        "maxNodeCount": autoscaling.get("max_node_count"),
-        "locationPolicy": autoscaling.get("location_policy"),
+        "minNodeCount": pick("min_node_count"),
+        "maxNodeCount": pick("max_node_count"),
+        "locationPolicy": pick("location_policy"),
     })
 
 
@@ -810,7 +825,8 @@ class NodePoolReconciler:
     def _apply(self, change, desired, current, wait):
         field, verb = change["field"], change["verb"]
         if verb == "setAutoscaling":
-            call = partial(self.client.set_autoscaling, self.name, autoscaling_body(self.params["autoscaling"]))
+            call = partial(self.client.set_autoscaling, self.name,
+                           autoscaling_body(self.params["autoscaling"], current.get("autoscaling")))
         elif verb == "setSize":
             call = partial(self.client.set_size, self.name, desired["node_count"])
         else:

@@ -103,6 +103,10 @@ options:
   autoscaling:
     description:
       - Cluster autoscaler settings, applied to an existing pool with C(:setAutoscaling).
+      - C(:setAutoscaling) replaces the pool's whole autoscaling setting; GKE resets a field the request leaves out
+        (only O(autoscaling.max_node_count) would set the minimum to 0 and the location policy back to
+        V(BALANCED)). The module therefore always sends minimum, maximum and location policy, taking the
+        sub-options left unset from the pool as it is, as Terraform's C(google_container_node_pool) does.
     type: dict
     suboptions:
       enabled:

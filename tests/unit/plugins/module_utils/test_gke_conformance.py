@@ -162,3 +162,43 @@ def test_permanent_failed_precondition_is_reported_at_timeout_with_the_api_text(
     with pytest.raises(gc.GkeError) as err:
         gc.NodePoolReconciler(client, params(machine_type="n1-standard-4", project="p1")).run()
     assert err.value.kind == "in_progress" and "operation-7 is currently upgrading" in err.value.message
+
+
+# Item 3: setAutoscaling replaces the whole setting -------------------------------------------------------------
+
+def discovery_schema(name):
+    from localcluster.gke_validation import schemas
+    return schemas()[name]["properties"]
+
+
+def test_simulator_set_autoscaling_replaces_the_whole_setting(api):
+    _, op = call(api, "POST", f"{BASE}/nodePools/default-pool:setAutoscaling", {"autoscaling": {
+        "enabled": True, "minNodeCount": 2, "maxNodeCount": 4, "locationPolicy": "ANY"}})
+    wait_done(api, op)
+    _, op = call(api, "POST", f"{BASE}/nodePools/default-pool:setAutoscaling",
+                 {"autoscaling": {"enabled": True, "maxNodeCount": 6}})
+    wait_done(api, op)
+    autoscaling = call(api, "GET", f"{BASE}/nodePools/default-pool")[1]["autoscaling"]
+    assert autoscaling == {"enabled": True, "maxNodeCount": 6, "locationPolicy": "BALANCED"}  # min 0: omitted
+
+
+def test_changing_only_max_keeps_min_and_location_policy_on_gke(api):
+    _, op = call(api, "POST", f"{BASE}/nodePools/default-pool:setAutoscaling", {"autoscaling": {
+        "enabled": True, "minNodeCount": 2, "maxNodeCount": 4, "locationPolicy": "ANY"}})
+    wait_done(api, op)
+    only_max = {"enabled": True, "min_node_count": None, "max_node_count": 6, "location_policy": None}
+    result, transport = run(api, params(name="default-pool", machine_type=None, autoscaling=only_max))
+    assert result["changed"]
+    sent = [b for m, p, b in transport.calls if p.endswith(":setAutoscaling")]
+    assert sent == [{"autoscaling": {"enabled": True, "minNodeCount": 2, "maxNodeCount": 6, "locationPolicy": "ANY"}}]
+    assert set(sent[0]["autoscaling"]) <= set(discovery_schema("NodePoolAutoscaling"))
+    autoscaling = call(api, "GET", f"{BASE}/nodePools/default-pool")[1]["autoscaling"]
+    assert autoscaling == {"enabled": True, "minNodeCount": 2, "maxNodeCount": 6, "locationPolicy": "ANY"}
+    again, _transport = run(api, params(name="default-pool", machine_type=None, autoscaling=only_max))
+    assert not again["changed"]
+
+
+def test_enabling_autoscaling_with_only_max_sends_no_stale_values():
+    body = gc.autoscaling_body({"enabled": True, "min_node_count": None, "max_node_count": 3,
+                                "location_policy": None}, {"enabled": False})
+    assert body == {"enabled": True, "maxNodeCount": 3}
