@@ -9,7 +9,8 @@ Container API surface (both ``/v1/projects/P/locations/L/...`` and the legacy ``
 clusters list/get/update (``update.desiredGatewayApiConfig``, ``update.desiredAddonsConfig``) and ``:setAddons``;
 nodePools list/get/create/delete, update (``PUT`` or legacy ``POST .../update``), ``:setAutoscaling``
 (legacy ``/autoscaling``), ``:setSize``, ``:setManagement``; operations list/get. Compute:
-``GET /compute/v1/projects/P/zones/Z/machineTypes[/M]`` and ``.../acceleratorTypes[/A]``.
+``GET /compute/v1/projects/P/zones/Z/machineTypes[/M]``, ``.../acceleratorTypes[/A]`` and
+``.../instanceGroupManagers[/NAME]`` (one zonal MIG per pool zone, ``targetSize`` = the pool's size there).
 Node pools materialise as Kubernetes Nodes (``localcluster.nodes``); a cluster-autoscaler runs for pools
 with autoscaling enabled.
 
@@ -745,6 +746,11 @@ def apply_pool_changes(record, changes, sim):
             for zone in value:
                 record["mig_hashes"].setdefault(zone, nodes.mig_hash(sim.project, sim.cluster_name,
                                                                      record["api"]["name"], zone))
+            # One zonal managed instance group per pool zone: instanceGroupUrls follows the locations.
+            record["api"]["instanceGroupUrls"] = [
+                f"{COMPUTE_BASE}/projects/{sim.project}/zones/{zone}/instanceGroupManagers/"
+                f"{nodes.mig_name(sim.cluster_name, record['api']['name'], record['mig_hashes'][zone])}"
+                for zone in value]
         elif key in POOL_LEVEL_UPDATES:
             record["api"][key] = value
         elif key == "resourceLabels":
@@ -782,6 +788,8 @@ ROUTES = [
     ("GET", r"^/compute/v1/projects/(?P<project>[^/]+)/regions/(?P<region>[^/]+)$", "get_region"),
     ("GET", COMPUTE + r"/machineTypes$", "list_machine_types"),
     ("GET", COMPUTE + r"/machineTypes/(?P<name>[^/]+)$", "get_machine_type"),
+    ("GET", COMPUTE + r"/instanceGroupManagers$", "list_instance_group_managers"),
+    ("GET", COMPUTE + r"/instanceGroupManagers/(?P<name>[^/]+)$", "get_instance_group_manager"),
     ("GET", COMPUTE + r"/acceleratorTypes$", "list_accelerator_types"),
     ("GET", COMPUTE + r"/acceleratorTypes/(?P<name>[^/]+)$", "get_accelerator_type"),
 ]
@@ -1057,6 +1065,34 @@ class Api:
                 "quotas": [{"metric": metric, "limit": limit, "usage": usage.get(metric, 0.0)}
                            for metric, limit in sorted(limits.items())]}
 
+    def _zone_migs(self, zone):
+        """(pool record, MIG name) of every node pool MIG in ``zone`` (called with the lock held)."""
+        for name, record in self.sim.state["pools"].items():
+            if zone in record["zones"]:
+                yield record, nodes.mig_name(self.sim.cluster_name, name, record["mig_hashes"][zone])
+
+    def get_instance_group_manager(self, params, body, query, fault):
+        """Compute instanceGroupManagers.get: a node pool has one zonal MIG per zone of its locations, and its
+        ``targetSize`` is the pool's size in that zone - node_count / setSize.nodeCount are per zone
+        (https://cloud.google.com/compute/docs/reference/rest/v1/instanceGroupManagers/get; Terraform reads the
+        node count of a pool from these, flattenNodePool in hashicorp/terraform-provider-google
+        google/services/container/resource_container_node_pool.go)."""
+        self._compute_zone(params)
+        with self.sim.lock:
+            for record, mig in self._zone_migs(params["zone"]):
+                if mig == params["name"]:
+                    return igm_view(params, mig, record)
+        raise compute_error(404, f"The resource 'projects/{params['project']}/zones/{params['zone']}/"
+                                 f"instanceGroupManagers/{params['name']}' was not found", "notFound")
+
+    def list_instance_group_managers(self, params, body, query, fault):
+        self._compute_zone(params)
+        with self.sim.lock:
+            items = [igm_view(params, mig, record) for record, mig in self._zone_migs(params["zone"])]
+        return {"kind": "compute#instanceGroupManagerList", "items": items,
+                "selfLink": f"{COMPUTE_BASE}/projects/{params['project']}/zones/{params['zone']}/"
+                            "instanceGroupManagers"}
+
     def list_machine_types(self, params, body, query, fault):
         self._compute_zone(params)
         items = [machine_type_view(params, name) for name in gke_catalog.ZONES[params["zone"]]["machines"]]
@@ -1141,6 +1177,20 @@ def machine_type_view(params, name):
     if machine.get("accelerators"):
         view["accelerators"] = machine["accelerators"]
     return view
+
+
+def igm_view(params, mig, record):
+    """An InstanceGroupManager as Compute returns it (the fields a client of a GKE node pool reads)."""
+    zone = params["zone"]
+    base = f"{COMPUTE_BASE}/projects/{params['project']}/zones/{zone}"
+    size = int(record["zones"][zone])
+    return {"kind": "compute#instanceGroupManager", "name": mig, "zone": base,
+            "id": str(int(hashlib.sha256(mig.encode()).hexdigest()[:12], 16)),
+            "baseInstanceName": mig[:-len("-grp")], "targetSize": size,
+            "instanceGroup": f"{base}/instanceGroups/{mig}", "selfLink": f"{base}/instanceGroupManagers/{mig}",
+            "instanceTemplate": f"{COMPUTE_BASE}/projects/{params['project']}/global/instanceTemplates/"
+                                f"{mig[:-len('-grp')]}",
+            "status": {"isStable": True}}
 
 
 def accelerator_type_view(params, name):

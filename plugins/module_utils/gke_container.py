@@ -629,15 +629,15 @@ class ContainerClient:
         path = f"/compute/v1/projects/{self.project}/zones/{zone}/acceleratorTypes/{accelerator_type}"
         return self.call("GET", path, base=self.compute_endpoint, allow_404=True) is not None
 
-    def current_size(self, pool):
-        """Node count from the pool's managed instance groups (the NodePool resource has no size field).
-        None when it cannot be read."""
+    def zone_sizes(self, pool):
+        """{zone: targetSize} of the pool's managed instance groups, one zonal MIG per pool zone (the NodePool
+        resource has no size field). None when it cannot be read."""
         urls = pool.get("instanceGroupUrls") or []
         if not urls:
             return None
-        total = 0
+        sizes = {}
         for url in urls:
-            match = re.search(r"(/projects/.+/instanceGroupManagers/[^/?]+)", url)
+            match = re.search(r"(/projects/[^/]+/zones/([^/]+)/instanceGroupManagers/[^/?]+)", url)
             if not match:
                 return None
             try:
@@ -646,8 +646,21 @@ class ContainerClient:
                 return None
             if not igm or "targetSize" not in igm:
                 return None
-            total += int(igm["targetSize"])
-        return total
+            sizes[match.group(2)] = sizes.get(match.group(2), 0) + int(igm["targetSize"])
+        return sizes
+
+    def current_size(self, pool):
+        """The pool's node count per zone, comparable with node_count. ``SetNodePoolSizeRequest.nodeCount`` is per
+        zone: "When you resize a node pool that spans multiple zones, the new size represents the number of nodes in
+        the node pool per zone" (https://cloud.google.com/sdk/gcloud/reference/container/clusters/resize); Terraform's
+        ``node_count`` is "The number of nodes per instance group" (resource_container_node_pool.go in
+        hashicorp/terraform-provider-google). An int when every zone has the same size, {zone: size} when they
+        differ (so any node_count is a change), None when it cannot be read."""
+        sizes = self.zone_sizes(pool)
+        if not sizes:
+            return None
+        values = set(sizes.values())
+        return values.pop() if len(values) == 1 else dict(sorted(sizes.items()))
 
     # Writes (each returns the Operation) -----------------------------------------------------------------------
     def create_pool(self, node_pool):

@@ -132,8 +132,12 @@ options:
     description:
       - Desired number of nodes (per zone), applied with C(:setSize). V(0) with O(autoscaling.enabled=false)
         scales a pool to zero.
-      - The current size is read from the pool's managed instance groups; when it cannot be read, the resize is
-        sent and the task reports a change.
+      - The current size is read per zone from the C(targetSize) of the pool's zonal managed instance groups
+        (one per zone of O(node_locations)), since GKE applies C(setSize.nodeCount) to every zone ("the new size
+        represents the number of nodes in the node pool per zone",
+        U(https://cloud.google.com/sdk/gcloud/reference/container/clusters/resize)). A pool of 2 zones x 2 nodes
+        matches V(2); zones of different sizes are a change. When the size cannot be read, the resize is sent and
+        the task reports a change.
     type: int
   node_locations:
     description: Zones of the nodes (must be in the cluster's region).

@@ -202,3 +202,60 @@ def test_enabling_autoscaling_with_only_max_sends_no_stale_values():
     body = gc.autoscaling_body({"enabled": True, "min_node_count": None, "max_node_count": 3,
                                 "location_policy": None}, {"enabled": False})
     assert body == {"enabled": True, "maxNodeCount": 3}
+
+
+# Item 2: sizes are per zone --------------------------------------------------------------------------------------
+
+def two_zone_pool(api, size=2):
+    _, op = call(api, "POST", f"{BASE}/nodePools", {"nodePool": {
+        "name": "multi", "initialNodeCount": size, "locations": ["europe-west4-a", "europe-west4-b"],
+        "autoscaling": {"enabled": False}, "config": {"machineType": "e2-standard-4"}}})
+    wait_done(api, op)
+    return call(api, "GET", f"{BASE}/nodePools/multi")[1]
+
+
+def test_simulator_serves_one_zonal_mig_per_pool_zone_with_its_target_size(api):
+    pool = two_zone_pool(api)
+    assert len(pool["instanceGroupUrls"]) == 2
+    for url in pool["instanceGroupUrls"]:
+        path = url[url.index("/compute/v1/"):]
+        status, igm = call(api, "GET", path)
+        assert status == 200 and igm["kind"] == "compute#instanceGroupManager" and igm["targetSize"] == 2
+        assert path.endswith(igm["name"]) and igm["zone"].endswith(path.split("/zones/")[1].split("/")[0])
+    status, listing = call(api, "GET", "/compute/v1/projects/proj/zones/europe-west4-b/instanceGroupManagers")
+    assert status == 200 and [i["targetSize"] for i in listing["items"]] == [2]
+    status, _ = call(api, "GET", "/compute/v1/projects/proj/zones/europe-west4-b/instanceGroupManagers/nope-grp")
+    assert status == 404
+
+
+def test_node_count_of_a_two_zone_pool_is_read_per_zone(api):
+    two_zone_pool(api, size=2)
+    p = params(name="multi", machine_type=None, autoscaling={"enabled": False}, node_count=2)
+    result, transport = run(api, p)
+    assert not result["changed"] and result.get("changes") == []
+    assert [w for w in transport.writes()] == []
+    assert len([c for c in transport.calls if "/instanceGroupManagers/" in c[1]]) == 2
+    result, transport = run(api, dict(p, node_count=3))
+    assert result["changed"] and result["changes"][0]["before"] == 2
+    sent = [b for m, path, b in transport.calls if path.endswith(":setSize")]
+    assert sent == [{"nodeCount": 3}]
+    client, _transport = sim_client(api)
+    assert client.zone_sizes(call(api, "GET", f"{BASE}/nodePools/multi")[1]) == {"europe-west4-a": 3,
+                                                                                  "europe-west4-b": 3}
+
+
+def test_uneven_zones_are_a_change_showing_each_zone():
+    fake = FakeGke()
+    pool = fake.add_pool({"name": "p", "config": {"machineType": "n1-standard-4"}})
+    base = pool["instanceGroupUrls"][0].rsplit("/zones/", 1)[0]
+    pool["instanceGroupUrls"] = [f"{base}/zones/europe-west4-a/instanceGroupManagers/gke-c1-p-a-grp",
+                                 f"{base}/zones/europe-west4-b/instanceGroupManagers/gke-c1-p-b-grp"]
+    sizes = {"gke-c1-p-a-grp": 2, "gke-c1-p-b-grp": 1}
+    fake.route = lambda method, path, body, orig=fake.route: (
+        (200, {"targetSize": sizes[path.rsplit("/", 1)[1]]}) if "/instanceGroupManagers/" in path
+        else orig(method, path, body))
+    client = gc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke")
+    assert client.current_size(pool) == {"europe-west4-a": 2, "europe-west4-b": 1}
+    view = gc.current_view(pool, client.current_size(pool))
+    changes = gc.compute_diff({"node_count": 2}, view)
+    assert changes and changes[0]["verb"] == "setSize"
