@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026 llm_serving.gke maintainers
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
-"""Filter ``vllm_args_check``: refuse vLLM command-line flags that vLLM does not have.
+"""Filter ``vllm_args_check``: refuse vLLM command-line flags (and common wrong values) the image's vLLM refuses.
 
 vLLM exits with ``unrecognized arguments`` on an unknown flag, which on a cluster shows up only as a
 crash-looping pod minutes after the deployment. Checking the flags against the known set before
@@ -17,54 +17,11 @@ import shlex
 
 from ansible.errors import AnsibleFilterError
 
-# `vllm serve` / `python -m vllm.entrypoints.openai.api_server` flags, vLLM 0.8 - 0.11
-# (the range the Red Hat AI Inference Server 3.x images ship). Extend with `extra_flags`.
-KNOWN_VLLM_FLAGS = frozenset("""
---additional-config --allow-credentials --allowed-headers --allowed-local-media-path --allowed-media-domains
---allowed-methods --allowed-origins --api-key --api-server-count --async-scheduling --attention-backend
---block-size --calculate-kv-scales --chat-template --chat-template-content-format --code-revision
---collect-detailed-traces --compilation-config --config --config-format --convert --cpu-offload-gb
---cuda-graph-sizes --data-parallel-address --data-parallel-backend --data-parallel-hybrid-lb
---data-parallel-rank --data-parallel-rpc-port --data-parallel-size --data-parallel-size-local
---data-parallel-start-rank --dbo-decode-token-threshold --dbo-prefill-token-threshold --default-mm-loras
---device --disable-access-log-for-endpoints --disable-async-output-proc --disable-cascade-attn
---disable-chunked-mm-input --disable-custom-all-reduce --disable-fastapi-docs
---disable-frontend-multiprocessing --disable-log-requests --disable-log-stats --disable-mm-preprocessor-cache
---disable-sliding-window --disable-uvicorn-access-log --distributed-executor-backend --download-dir --dtype
---enable-auto-tool-choice --enable-chunked-prefill --enable-dbo --enable-eplb --enable-expert-parallel
---enable-force-include-usage --enable-log-outputs --enable-log-requests --enable-lora --enable-lora-bias
---enable-multimodal-encoder-data-parallel --enable-prefix-caching --enable-prompt-adapter
---enable-prompt-embeds --enable-prompt-tokens-details --enable-reasoning --enable-request-id-headers
---enable-server-load-tracking --enable-sleep-mode --enable-ssl-refresh --enable-tokenizer-info-endpoint
---enforce-eager --eplb-config --exclude-tools-when-tool-choice-none --expand-tools-even-if-tool-choice-none
---fully-sharded-loras --generation-config --gpu-memory-utilization --guided-decoding-backend
---guided-decoding-disable-additional-properties --guided-decoding-disable-any-whitespace
---guided-decoding-disable-fallback --h11-max-header-count --h11-max-incomplete-event-size --headless
---hf-config-path --hf-overrides --hf-token --host --ignore-patterns --interleave-mm-strings --kv-cache-dtype
---kv-cache-memory --kv-events-config --kv-transfer-config --limit-mm-per-prompt --load-format
---log-config-file --log-error-stack --logits-processor-pattern --logits-processors --logprobs-mode
---long-lora-scaling-factors --long-prefill-token-threshold --lora-dtype --lora-extra-vocab-size --lora-modules
---mamba-cache-dtype --mamba-ssm-cache-dtype --max-cpu-loras --max-cudagraph-capture-size --max-log-len
---max-logprobs --max-long-partial-prefills --max-lora-rank --max-loras --max-model-len
---max-num-batched-tokens --max-num-partial-prefills --max-num-seqs --max-parallel-loading-workers
---max-prompt-adapter-token --max-prompt-adapters --max-seq-len-to-capture --media-io-kwargs --middleware
---mm-encoder-tp-mode --mm-processor-cache-gb --mm-processor-kwargs --model --model-impl
---model-loader-extra-config --multi-step-stream-outputs --no-enable-chunked-prefill --no-enable-prefix-caching
---num-gpu-blocks-override --num-lookahead-slots --num-redundant-experts --num-scheduler-steps
---num-speculative-tokens --otlp-traces-endpoint --override-attention-dtype --override-generation-config
---override-neuron-config --override-pooler-config --pipeline-parallel-size --pooler-config --port
---preemption-mode --prefix-caching-hash-algo --prompt-adapters --pt-load-map-location
---qlora-adapter-name-or-path --quantization --ray-workers-use-nsight --reasoning-parser --response-role
---return-tokens-as-token-ids --revision --root-path --rope-scaling --rope-theta --runner
---safetensors-load-strategy --scheduler-cls --scheduler-delay-factor --scheduling-policy --seed
---served-model-name --show-hidden-metrics-for-version --shutdown-timeout --skip-mm-profiling
---skip-tokenizer-init --speculative-config --speculative-model --ssl-ca-certs --ssl-cert-reqs --ssl-certfile
---ssl-keyfile --structured-outputs-config --swap-space --task --tensor-parallel-size --tokenizer
---tokenizer-mode --tokenizer-pool-extra-config --tokenizer-pool-size --tokenizer-pool-type
---tokenizer-revision --tool-call-parser --tool-parser-plugin --tool-server --trust-remote-code
---use-tqdm-on-load --use-v2-block-manager --uvicorn-log-level --worker-cls --worker-extension-cls -O -dp -pp
--q -tp
-""".split())  # noqa: SIM905 (a readable block of flags)
+from ansible_collections.llm_serving.gke.plugins.module_utils import vllm_versions
+
+# Without a version: a flag of any release in the table (vllm_versions.VLLM_RELEASES) passes.
+ANY_RELEASE_FLAGS = frozenset().union(*(vllm_versions.flags_for(v) for v in vllm_versions.VLLM_RELEASES))
+
 
 # Flags people write from memory or copy from other servers, with the vLLM flag they mean.
 KNOWN_MISTAKES = {
@@ -100,6 +57,8 @@ def _tokens(args):
 
 
 def _flag_name(token):
+    if token.startswith("-O") and not token.startswith("--") and token != "-O":
+        return "-O"  # vLLM's FlexibleArgumentParser turns -O3 / -O=3 / -O.level=3 into the -O option
     name = token.split("=", 1)[0]
     # vLLM's parser accepts --max_model_len for --max-model-len.
     return name[:2] + name[2:].replace("_", "-") if name.startswith("--") else name
@@ -112,31 +71,66 @@ def _suggestion(flag, known):
     return close[0] if close else None
 
 
-def vllm_args_check(args, source="vllm_args", extra_flags=None, reserved=None):
-    """Return the vLLM flags unchanged (as a list) or fail naming the first flag vLLM would refuse."""
-    known = KNOWN_VLLM_FLAGS | frozenset(extra_flags or ())
+def _known(vllm_version):
+    if vllm_version in (None, ""):
+        return ANY_RELEASE_FLAGS
+    try:
+        return vllm_versions.flags_for(vllm_version)
+    except ValueError as err:
+        raise AnsibleFilterError(f"vllm_version: {err}") from err
+
+
+def _version_hint(flag, vllm_version):
+    """Why a flag of another release is refused by this one."""
+    if vllm_version in (None, ""):
+        return ""
+    added, removed = vllm_versions.release_of_change(flag)
+    release = vllm_versions.table_release(vllm_version)
+    if removed and vllm_versions.version_tuple(removed) <= vllm_versions.version_tuple(release):
+        return f" (removed in vLLM {removed}; the image runs {vllm_version})"
+    if added and vllm_versions.version_tuple(added) > vllm_versions.version_tuple(release):
+        return f" (added in vLLM {added}; the image runs {vllm_version})"
+    return ""
+
+
+def _check_value(source, flag, value, vllm_version, accelerator):
+    if value is None:
+        return
+    problem = vllm_versions.value_error(flag, value, vllm_version or vllm_versions.VLLM_RELEASES[-1], accelerator)
+    if problem:
+        raise AnsibleFilterError(f"{source}: {problem}")
+
+
+def vllm_args_check(args, source="vllm_args", extra_flags=None, reserved=None, vllm_version=None, accelerator=None):
+    """Return the vLLM flags unchanged (as a list) or fail naming the first flag or value vLLM would refuse."""
+    known = _known(vllm_version) | frozenset(extra_flags or ())
     reserved = dict(reserved or {})
     seen = {}
-    previous_was_flag = False
+    previous_flag = None
     for token in _tokens(args):
         if not token.startswith("-"):
-            if not previous_was_flag:
+            if previous_flag is None:
                 raise AnsibleFilterError(
                     f"{source}: '{token}' is not a vLLM flag (write --flag or --flag=value)")
-            previous_was_flag = False  # a value for the flag before it
+            _check_value(source, previous_flag, token, vllm_version, accelerator)
+            previous_flag = None  # a value for the flag before it
             continue
         flag = _flag_name(token)
         if flag in reserved:
             raise AnsibleFilterError(f"{source}: {flag} is set by the llmisvc role ({reserved[flag]}); remove it")
         if flag not in known:
             hint = _suggestion(flag, known)
+            release = f"vLLM {vllm_version}" if vllm_version else "vLLM"
             raise AnsibleFilterError(
-                f"{source}: vLLM does not accept {flag} (the server would exit with 'unrecognized arguments')"
-                + (f"; use {hint} instead" if hint else ""))
+                f"{source}: {release} does not accept {flag}{_version_hint(flag, vllm_version)} (the server would "
+                "exit with 'unrecognized arguments')" + (f"; use {hint} instead" if hint else ""))
         if flag in seen:
             raise AnsibleFilterError(f"{source}: {flag} is given twice ({seen[flag]} and {token})")
         seen[flag] = token
-        previous_was_flag = "=" not in token
+        if "=" in token:
+            _check_value(source, flag, token.split("=", 1)[1], vllm_version, accelerator)
+        attached = "=" in token or (flag == "-O" and token != "-O")  # --flag=value, -O3
+        previous_flag = None if attached else flag
     return list(_tokens(args))
 
 

@@ -6,6 +6,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.llm_serving.gke.plugins.filter.vllm_args_check import vllm_args_check
+from ansible_collections.llm_serving.gke.plugins.module_utils import vllm_versions
 
 SEED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))), "shared", "seed", "manifests")
@@ -50,3 +51,27 @@ def test_bad_flags_are_refused(args, message):
 
 def test_extra_flags_extend_the_allow_list():
     assert vllm_args_check(["--brand-new-flag=1"], extra_flags=["--brand-new-flag"]) == ["--brand-new-flag=1"]
+
+
+def _catalog():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    with open(os.path.join(root, "roles", "pattern", "defaults", "main.yml"), encoding="utf-8") as handle:
+        return yaml.safe_load(handle)["pattern_catalog"]
+
+
+@pytest.mark.parametrize("name", ["p1-tpu", "p3-tpu", "p3-gpu"])
+def test_catalog_images_name_their_vllm_version_and_their_flags_pass_it(name):
+    entry = _catalog()[name]
+    assert entry["vllm_version"] in vllm_versions.VLLM_RELEASES
+    assert vllm_args_check(entry["vllm_args"], vllm_version=entry["vllm_version"],
+                           accelerator=entry["accelerator"]["type"]) == entry["vllm_args"]
+
+
+def test_t4_image_runs_v0_and_exposes_its_prefix_cache_hit_rate():
+    entry = _catalog()["p3-gpu"]
+    assert entry["image"].endswith("vllm-cuda-rhel9:3.0.0") and entry["vllm_version"] == "0.8.4"
+    assert vllm_versions.engine_for(entry["vllm_version"], entry["accelerator"]["type"]) == "v0"
+    shown = vllm_versions.shows_hidden_metrics(entry["vllm_version"], entry["vllm_args"])
+    names = vllm_versions.metric_names(entry["vllm_version"], entry["accelerator"]["type"], show_hidden=shown)
+    assert names["kv_cache_usage"] == "vllm:gpu_cache_usage_perc"
+    assert names["prefix_cache_hit_rate"] == "vllm:gpu_prefix_cache_hit_rate"
