@@ -12,7 +12,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # noqa: UP001 - Ansible module boilerplate
 
+import calendar
 import re
+import time
 
 GROUP = "serving.kserve.io"
 KIND = "LLMInferenceService"
@@ -592,13 +594,18 @@ def live_pods(pods):
 def pod_findings(snapshot):
     findings = []
     for pod in live_pods(snapshot.pods):
-        findings.extend(scheduling_findings(snapshot, pod))
-        statuses = [(s, True) for s in (pod.get("status") or {}).get("initContainerStatuses") or []]
-        statuses += [(s, False) for s in (pod.get("status") or {}).get("containerStatuses") or []]
-        for cstatus, is_init in statuses:
-            finding = container_finding(snapshot, pod, cstatus, is_init)
-            if finding:
-                findings.append(finding)
+        findings.extend(findings_of_pod(snapshot, pod))
+    return findings
+
+
+def findings_of_pod(snapshot, pod):
+    findings = list(scheduling_findings(snapshot, pod))
+    statuses = [(s, True) for s in (pod.get("status") or {}).get("initContainerStatuses") or []]
+    statuses += [(s, False) for s in (pod.get("status") or {}).get("containerStatuses") or []]
+    for cstatus, is_init in statuses:
+        finding = container_finding(snapshot, pod, cstatus, is_init)
+        if finding:
+            findings.append(finding)
     return findings
 
 
@@ -894,7 +901,200 @@ def starting_finding(snapshot, pod, cstatus, key, component):
 # ---------------------------------------------------------------- deployments
 
 
-def deployment_findings(snapshot):
+# Kubernetes defaults (k8s.io/api apps/v1 and core/v1, see pkg/apis/apps/v1/defaults.go and
+# pkg/apis/core/v1/defaults.go in kubernetes/kubernetes): a Deployment without progressDeadlineSeconds gets 600,
+# a probe without periodSeconds / failureThreshold gets 10 / 3.
+DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
+DEFAULT_PROBE_PERIOD = 10
+DEFAULT_PROBE_FAILURE_THRESHOLD = 3
+# The wait's own default (llmisvc_wait's progress_deadline option).
+DEFAULT_WAIT_PROGRESS_DEADLINE = 600
+
+
+def parse_time(value):
+    """Seconds since the epoch of an API timestamp (RFC 3339 text, a datetime or a number); None if unknown."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if hasattr(value, "utctimetuple"):
+        return float(calendar.timegm(value.utctimetuple()))
+    match = re.match(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})", str(value))
+    if not match:
+        return None
+    parsed = time.strptime(f"{match.group(1)}T{match.group(2)}", "%Y-%m-%dT%H:%M:%S")
+    return float(calendar.timegm(parsed))
+
+
+def deployment_pods(deployment, pods):
+    """The live pods of a Deployment: by its selector's matchLabels, else by name (<deployment>-<hash>-<id>)."""
+    selector = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    name = meta(deployment, "name") or ""
+    found = []
+    for pod in live_pods(pods):
+        labels = meta(pod, "labels") or {}
+        pod_name = meta(pod, "name") or ""
+        if selector and labels:
+            if all(labels.get(k) == v for k, v in selector.items()):
+                found.append(pod)
+        elif pod_name.startswith(name + "-") and len(pod_name[len(name) + 1 :].split("-")) == 2:
+            found.append(pod)
+    return found
+
+
+def startup_budget(container_spec):
+    """Seconds the kubelet gives a container's startupProbe before it restarts the container, or None."""
+    probe = (container_spec or {}).get("startupProbe")
+    if not probe:
+        return None
+    period = probe.get("periodSeconds") or DEFAULT_PROBE_PERIOD
+    threshold = probe.get("failureThreshold") or DEFAULT_PROBE_FAILURE_THRESHOLD
+    return (probe.get("initialDelaySeconds") or 0) + period * threshold
+
+
+def container_spec(pod, name):
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        if container.get("name") == name:
+            return container
+    return {}
+
+
+def pod_activity(snapshot, pod, now):
+    """A slow step under way in the pod (node scale-up, image pull, download, start-up within its probe budget).
+
+    Returns a short description, or "" when nothing is under way.
+    """
+    pod_name = meta(pod, "name")
+    status = pod.get("status") or {}
+    scheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
+    if status.get("phase") == "Pending" and scheduled and scheduled.get("status") == "False":
+        autoscaler = [
+            e
+            for e in events_for(snapshot.events, "Pod", pod_name)
+            if e.get("reason") in ("TriggeredScaleUp", "NotTriggerScaleUp", "FailedScaleUp")
+        ]
+        if autoscaler and autoscaler[-1].get("reason") == "TriggeredScaleUp":
+            return f"pod {pod_name}: the cluster-autoscaler is adding a node"
+        return ""
+    for cstatus in status.get("initContainerStatuses") or []:
+        if container_state(cstatus)[0] == "running":
+            return "pod {}: init container {} is running".format(pod_name, cstatus.get("name"))
+    for cstatus in status.get("containerStatuses") or []:
+        state, detail = container_state(cstatus)
+        if state == "waiting" and detail.get("reason") in ("ContainerCreating", "PodInitializing"):
+            return "pod {}: container {} is {} (image pull)".format(pod_name, cstatus.get("name"), detail["reason"])
+        if state != "running" or cstatus.get("ready") or cstatus.get("started") is not False:
+            continue
+        # started=false: the startupProbe has not passed yet. The kubelet restarts the container once the probe
+        # has failed failureThreshold times, so until then the start is still under way.
+        budget = startup_budget(container_spec(pod, cstatus.get("name")))
+        started_at = parse_time(detail.get("startedAt"))
+        if budget is None or now is None or started_at is None:
+            return "pod {}: container {} is starting (startup probe not passed yet)".format(
+                pod_name, cstatus.get("name")
+            )
+        if now < started_at + budget:
+            return "pod {}: container {} started {}s ago, within its startup probe budget of {}s".format(
+                pod_name, cstatus.get("name"), int(now - started_at), int(budget)
+            )
+    return ""
+
+
+def pod_progress_times(pod):
+    """Times at which the pod made a step forward. A container restart is not progress."""
+    status = pod.get("status") or {}
+    times = [parse_time(meta(pod, "creationTimestamp"))]
+    times += [
+        parse_time(c.get("lastTransitionTime")) for c in status.get("conditions") or [] if c.get("status") == "True"
+    ]
+    for cstatus in status.get("initContainerStatuses") or []:
+        state, detail = container_state(cstatus)
+        if state == "terminated" and detail.get("exitCode", 0) == 0:
+            times.append(parse_time(detail.get("finishedAt")))
+    for cstatus in status.get("containerStatuses") or []:
+        state, detail = container_state(cstatus)
+        if state == "running" and not cstatus.get("restartCount"):
+            times.append(parse_time(detail.get("startedAt")))
+    return [t for t in times if t is not None]
+
+
+def deadline_exceeded_finding(snapshot, dep, progressing, now, progress_deadline):
+    """Progressing=False/ProgressDeadlineExceeded is a report, not a verdict.
+
+    The Deployment controller (kubernetes/kubernetes pkg/controller/deployment/progress.go, syncRolloutStatus)
+    sets it once progressDeadlineSeconds pass without its notion of progress (more updated, ready or available
+    replicas: util.DeploymentProgressing), keeps the rollout going, and sets Progressing=True again as soon as a
+    pod becomes ready. A pod that is being scheduled onto a new node, pulling an 8 GB image, downloading the
+    model or compiling within its startup probe budget is progress it does not count. KServe v0.20 leaves the
+    deadline at the default 600 s (pkg/controller/v1alpha2/llmisvc/workload_single_node.go,
+    expectedSingleNodeMainDeployment), less than a TPU start. So: transient while a pod has a slow step under
+    way, stuck while a pod's own diagnosis explains the stall or the last step is recent, and permanent only
+    when no pod of the Deployment has moved for the wait's progress_deadline.
+    """
+    name = meta(dep, "name")
+    key, component = f"deploy/{name}", f"deployment {name}"
+    spec_deadline = (dep.get("spec") or {}).get("progressDeadlineSeconds") or DEFAULT_PROGRESS_DEADLINE_SECONDS
+    progress_deadline = progress_deadline or DEFAULT_WAIT_PROGRESS_DEADLINE
+    now = parse_time(now)
+    condition = "Progressing=False/ProgressDeadlineExceeded ({}) after progressDeadlineSeconds={}s".format(
+        one_line(progressing.get("message", "")), int(spec_deadline)
+    )
+    pods = deployment_pods(dep, snapshot.pods)
+    resumes = "the Deployment keeps rolling out and reports Progressing=True again when a pod becomes ready"
+    activity = next((a for a in (pod_activity(snapshot, p, now) for p in pods) if a), "")
+    if activity:
+        return Finding(
+            key,
+            component,
+            "ProgressDeadlineExceeded",
+            f"{condition}, but its pods still make progress ({activity})",
+            "a slow start (node scale-up, image pull, model download, compilation) outlasts the Deployment's "
+            f"deadline; {resumes}",
+            TRANSIENT,
+        )
+    explained = [f for p in pods for f in findings_of_pod(snapshot, p) if f.kind in (STUCK, GRACE, PERMANENT)]
+    if explained:
+        return Finding(
+            key,
+            component,
+            "ProgressDeadlineExceeded",
+            f"{condition}: {explained[0].component}: {explained[0].reason}",
+            f"see the diagnosis of {explained[0].component}; {resumes}",
+            STUCK,
+        )
+    times = [t for p in pods for t in pod_progress_times(p)]
+    updated = parse_time(progressing.get("lastUpdateTime"))
+    if updated is not None:
+        # The condition's lastUpdateTime is when the controller saw the deadline pass: its last progress was
+        # progressDeadlineSeconds before.
+        times.append(updated - spec_deadline)
+    idle = (now - max(times)) if (now is not None and times) else None
+    hint = (
+        "none of its pods is being scheduled, pulled, initialised or started: see the pods' events (kubectl "
+        f"describe pod) and readiness probe; fix the cause and re-apply the llmisvc; {resumes}"
+    )
+    if idle is not None and idle >= progress_deadline:
+        return Finding(
+            key,
+            component,
+            "ProgressDeadlineExceeded",
+            f"Deployment {name}: {condition}, and none of its pods has made progress for {int(idle)}s, longer than "
+            f"the wait's progress_deadline of {int(progress_deadline)}s",
+            hint,
+            PERMANENT,
+        )
+    since = f"last progress {int(idle)}s ago" if idle is not None else "time of the last progress unknown"
+    return Finding(
+        key,
+        component,
+        "ProgressDeadlineExceeded",
+        f"{condition}; no pod step is under way ({since}, the wait gives up after {int(progress_deadline)}s)",
+        hint,
+        STUCK,
+    )
+
+
+def deployment_findings(snapshot, now=None, progress_deadline=None):
     findings = []
     for dep in snapshot.deployments:
         name = meta(dep, "name")
@@ -904,16 +1104,7 @@ def deployment_findings(snapshot):
             and progressing.get("status") == "False"
             and progressing.get("reason") == "ProgressDeadlineExceeded"
         ):
-            findings.append(
-                Finding(
-                    f"deploy/{name}",
-                    f"deployment {name}",
-                    "ProgressDeadlineExceeded",
-                    progressing.get("message", ""),
-                    "the rollout gave up: fix the pods' problem, then re-apply the llmisvc",
-                    PERMANENT,
-                )
-            )
+            findings.append(deadline_exceeded_finding(snapshot, dep, progressing, now, progress_deadline))
         failure = find_condition(dep, "ReplicaFailure")
         if failure and failure.get("status") == "True":
             findings.append(
@@ -1118,8 +1309,12 @@ def router_unready(llmisvc):
     return any(condition_status(llmisvc, c) not in (None, "True") for c in ROUTER_CONDITIONS + ("RouterReady",))
 
 
-def collect_findings(snapshot, require_rollout=True, require_url=True):
-    """All reasons the llmisvc is not ready, most specific first in KServe's order."""
+def collect_findings(snapshot, require_rollout=True, require_url=True, now=None, progress_deadline=None):
+    """All reasons the llmisvc is not ready, most specific first in KServe's order.
+
+    `now` (epoch seconds or an API timestamp) and `progress_deadline` (seconds) let a Deployment's
+    ProgressDeadlineExceeded be judged against the pods' progress; without `now` it is never permanent.
+    """
     llmisvc = snapshot.llmisvc
     if llmisvc is None:
         return [
@@ -1146,7 +1341,11 @@ def collect_findings(snapshot, require_rollout=True, require_url=True):
     gaps = readiness_gaps(snapshot, require_rollout, require_url)
     if not gaps:
         return []
-    specific = controller_error_findings(snapshot) + pod_findings(snapshot) + deployment_findings(snapshot)
+    specific = (
+        controller_error_findings(snapshot)
+        + pod_findings(snapshot)
+        + deployment_findings(snapshot, now, progress_deadline)
+    )
     if router_unready(llmisvc) or snapshot.routes:
         specific += route_findings(snapshot) + gateway_findings(snapshot) + pool_findings(snapshot)
     # The drill-down explains the conditions: "pod X: ImagePullBackOff" replaces "MainWorkloadReady=False".
@@ -1155,7 +1354,7 @@ def collect_findings(snapshot, require_rollout=True, require_url=True):
     return presets + specific + rest
 
 
-def assess(snapshot, require_rollout=True, require_url=True):
+def assess(snapshot, require_rollout=True, require_url=True, now=None, progress_deadline=None):
     if snapshot.llmisvc is not None and is_stopped(snapshot.llmisvc):
         stopped = Finding(
             "stopped",
@@ -1166,7 +1365,7 @@ def assess(snapshot, require_rollout=True, require_url=True):
             PERMANENT,
         )
         return Assessment(False, True, [stopped])
-    findings = collect_findings(snapshot, require_rollout, require_url)
+    findings = collect_findings(snapshot, require_rollout, require_url, now, progress_deadline)
     return Assessment(not findings, False, findings)
 
 

@@ -507,7 +507,7 @@ class LlmisvcWaiter:
             now = self.clock()
             snap = self.snapshot()
             self._record_timeline(snap.llmisvc, now - start)
-            assessment = lm.assess(snap, self.require_rollout, self.require_url)
+            assessment = self._assess(snap)
             ages = self._ages(assessment.findings, now)
             signature = lm.progress_signature(snap)
             if signature != last_signature:
@@ -517,10 +517,16 @@ class LlmisvcWaiter:
                 if outcome != "ready":
                     # Read the router once more so the diagnosis reflects the latest state.
                     snap = self.snapshot(refresh_router=True)
-                    assessment = lm.assess(snap, self.require_rollout, self.require_url)
+                    assessment = self._assess(snap)
                     outcome = "ready" if assessment.ready else outcome
                 return self._result(outcome, snap, assessment, ages, self.clock() - start, stalled)
             self.changed.wait(max(0.05, min(1.0, deadline - self.clock())))
+
+    def _assess(self, snap):
+        # Wall-clock time: a Deployment's ProgressDeadlineExceeded is judged against the pods' API timestamps.
+        return lm.assess(
+            snap, self.require_rollout, self.require_url, now=self.wall(), progress_deadline=self.progress_deadline
+        )
 
     def _decide(self, assessment, ages, now, deadline, last_progress, wait):
         if assessment.ready:

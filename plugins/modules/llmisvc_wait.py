@@ -59,6 +59,13 @@ options:
     description:
       - Seconds without any progress (no change of conditions, replica counts, pod phases or container states)
         after which the wait ends, unless a known slow step (node scale-up, model download, start-up) is under way.
+      - Also decides when a Deployment's C(Progressing=False/ProgressDeadlineExceeded) counts as a failure. The
+        Deployment controller sets that condition once the Deployment's C(progressDeadlineSeconds) (600 s, the
+        Kubernetes default that KServe v0.20 keeps) pass without a new ready replica, and it keeps rolling out; a
+        TPU replica takes about 1500 s. While a pod of the Deployment still makes progress (a node being added,
+        the image being pulled, an init container such as the model download running, vLLM started and within
+        its startup probe budget) the condition is not a failure. It is one (with O(fail_fast)) only when no pod
+        of the Deployment has made a step forward for O(progress_deadline) seconds, by the pods' API timestamps.
     type: int
     default: 600
   require_rollout:
@@ -76,7 +83,8 @@ options:
     description:
       - Stop at once on failures that will not heal by waiting (image that cannot be pulled after the back-off
         repeats, vLLM rejecting its arguments, route rejected by the gateway, missing Secret after a short grace,
-        Deployment C(ProgressDeadlineExceeded)).
+        Deployment C(ProgressDeadlineExceeded) once none of its pods has made progress for O(progress_deadline)
+        seconds).
     type: bool
     default: true
 requirements:
