@@ -58,7 +58,15 @@ IMMUTABLE_FIELDS = ("machine_type", "accelerator", "spot", "tpu_topology", "serv
 UPDATE_FIELDS = ("node_locations", "labels", "taints", "image_type", "disk_type", "disk_size_gb")
 
 RETRYABLE_HTTP_STATUS = (429, 500, 502, 503, 504)
-TERMINAL_POOL_STATUSES = ("ERROR",)
+# Pool statuses that are errors: ERROR ("may be unusable") and RUNNING_WITH_ERROR ("partially usable. Some error
+# state has occurred", e.g. a stockout that left a zone short) - NodePool.status in the Container API v1 discovery
+# document; Terraform treats both as ErrorState (containerNodePoolRestingStates).
+TERMINAL_POOL_STATUSES = ("ERROR", "RUNNING_WITH_ERROR")
+# google.rpc.Code numbers (googleapis google/rpc/code.proto): Operation.error.code carries these.
+RPC_CODES = {0: "OK", 1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
+             6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION",
+             10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
+             15: "DATA_LOSS", 16: "UNAUTHENTICATED"}
 # NodePool.status values at which no operation is working on the pool. Terraform's node pool resource waits for one
 # of them before every update and delete (containerNodePoolRestingStates / containerNodePoolAwaitRestingState in
 # hashicorp/terraform-provider-google google/services/container/resource_container_node_pool.go); PROVISIONING,
@@ -693,9 +701,10 @@ class ContainerClient:
                 return operation
             if self.remaining() <= 0:
                 raise GkeError("Timed out waiting for operation {} ({}) on node pool '{}' after the timeout; it keeps "
-                               "running in GKE. Last status: {} {}".format(
+                               "running in GKE (which retries a stockout for about 35 minutes before it gives up). "
+                               "Last status: {} {}".format(
                                    name, operation.get("operationType"), ctx.get("name"), operation.get("status"),
-                                   operation.get("statusMessage") or operation.get("detail") or ""),
+                                   operation.get("detail") or ""),
                                kind="timeout", details={"operation": operation})
             self.sleep(min(interval, max(self.remaining(), 0)))
             interval = min(self.max_poll_interval, interval * 1.5)
@@ -704,27 +713,31 @@ class ContainerClient:
 
     @staticmethod
     def _check_operation(operation, ctx):
+        """Raise when the operation reports a failure in ``error``, a google.rpc.Status: ``code`` (a google.rpc.Code
+        number), ``message`` and ``details`` - it has no ``status`` string (Operation.error and the Status schema
+        of the Container API v1 discovery document). ``statusMessage``, ``nodepoolConditions`` and
+        ``clusterConditions`` are deprecated there ("Use field error instead") and are not read.
+
+        While GKE itself still retries a stockout, the operation stays RUNNING without an error: GKE retries the VM
+        creation for about 35 minutes and then ends the operation with "Not all instances running in IGM after 35m
+        ... [GCE_STOCKOUT]" (reported in NVIDIA/aicr#2764, akka/akka-core#32992,
+        GoogleCloudPlatform/cluster-toolkit#6278). The module keeps waiting within ``timeout`` for that verdict.
+        """
         error = operation.get("error") or {}
-        texts = [error.get("message") or ""] if error else []
-        if operation.get("status") == "DONE" and operation.get("statusMessage"):
-            texts.append(operation["statusMessage"])
-        # GKE keeps retrying a stockout for ~35 min but reports it in the operation's conditions right away.
-        conditions = (operation.get("nodepoolConditions") or []) + (operation.get("clusterConditions") or [])
-        cond_texts = ["{} {}".format(c.get("code") or "", c.get("message") or "") for c in conditions]
-        for text in cond_texts:
-            if _STOCKOUT.search(text):
-                raise GkeError(stockout_message(text, ctx), kind="stockout")
-        if not texts or not any(t.strip() for t in texts):
+        if not error or not (error.get("code") or error.get("message")):
             return
-        message = " ".join(t for t in texts if t)
-        kind = classify(None, error.get("status") or "", message + " " + " ".join(cond_texts))
+        code = error.get("code")
+        status = RPC_CODES.get(code, "") if isinstance(code, int) else str(code or "")
+        message = (error.get("message") or "").strip()
+        details = " ".join(str(d) for d in error.get("details") or [])
+        kind = classify(None, status, f"{message} {details}")
         if kind == "stockout":
-            raise GkeError(stockout_message(message, ctx), kind="stockout")
+            raise GkeError(stockout_message(message, ctx), kind="stockout", details={"operation": operation})
         if kind == "quota":
-            raise GkeError(quota_message(message, ctx), kind="quota")
-        if error:
-            raise GkeError(f"Operation {operation.get('name')} ({operation.get('operationType')}) failed: "
-                           f"{message.strip()}", kind="api", details={"operation": operation})
+            raise GkeError(quota_message(message, ctx), kind="quota", details={"operation": operation})
+        raise GkeError(f"Operation {operation.get('name')} ({operation.get('operationType')}) on node pool "
+                       f"'{ctx.get('name')}' failed with {status or 'an error'} (code {code}): {message}",
+                       kind="api", details={"operation": operation})
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -856,9 +869,12 @@ class NodePoolReconciler:
                     "was changed. Set recreate: true to delete and recreate the pool (its nodes and their pods go "
                     "away), or create a pool under a new name.", kind="immutable",
                     details={"fields": immutable})
-            reason = pool.get("statusMessage") or _conditions_text(pool)
-            raise GkeError(f"Node pool '{self.name}' is in status {pool.get('status')}: {reason}. Delete it "
-                           "(state: absent) or rerun with recreate: true.", kind="api")
+            # NodePool.conditions says why (statusMessage is deprecated: "Use conditions instead").
+            reason = _conditions_text(pool) or pool.get("statusMessage") or "GKE gives no reason"
+            state = ("only partially usable (RUNNING_WITH_ERROR: some nodes could not be created or updated)"
+                     if pool.get("status") == "RUNNING_WITH_ERROR" else "in status ERROR (it may be unusable)")
+            raise GkeError(f"Node pool '{self.name}' is {state}: {reason}. Delete it (state: absent) or rerun with "
+                           "recreate: true.", kind="api", details={"node_pool": pool})
         self.result["changed"] = True
         self.result["recreated"] = True
         if self.check_mode:

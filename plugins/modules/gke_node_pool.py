@@ -173,7 +173,8 @@ options:
     elements: str
   recreate:
     description:
-      - Delete and recreate the pool when an immutable field differs or the pool is in ERROR state.
+      - Delete and recreate the pool when an immutable field differs or the pool is in status C(ERROR) or
+        C(RUNNING_WITH_ERROR).
         Its nodes and the pods on them go away.
     type: bool
     default: false
@@ -200,6 +201,17 @@ options:
     type: str
     default: https://compute.googleapis.com
 notes:
+  - Failures are read from the operation's C(error), a C(google.rpc.Status) (C(code), C(message), C(details); it
+    has no C(status) string), not from the deprecated C(statusMessage) / C(nodepoolConditions) (Operation in the
+    Container API v1 discovery document, revision 20261027). C(error.code) 8 (C(RESOURCE_EXHAUSTED)) with
+    C(GCE_STOCKOUT) in the message is a stockout, with a quota text a quota error.
+  - While GKE itself retries a stockout, the operation stays C(RUNNING) without an error - GKE keeps trying to
+    create the VMs for about 35 minutes and then ends the operation with C(Not all instances running in IGM after
+    35m ... [GCE_STOCKOUT]) (as reported in NVIDIA/aicr#2764 and akka/akka-core#32992; not a documented limit).
+    The module keeps waiting within O(timeout) (default 2700 s, longer than that) and then reports the stockout.
+  - A pool in status C(ERROR) or C(RUNNING_WITH_ERROR) (partially usable, for example after a stockout left a zone
+    short; both are error states for Terraform's C(containerNodePoolRestingStates)) is not changed: the task fails
+    with the pool's C(conditions) unless O(recreate=true).
   - Operations are serialized by GKE per cluster; run several node-pool tasks one after another
     (C(throttle) or a loop), or rely on the retry while another operation is in progress.
   - O(project) may also come from C(GCP_PROJECT).

@@ -259,3 +259,79 @@ def test_uneven_zones_are_a_change_showing_each_zone():
     view = gc.current_view(pool, client.current_size(pool))
     changes = gc.compute_diff({"node_count": 2}, view)
     assert changes and changes[0]["verb"] == "setSize"
+
+
+# Item 5: error states and errors as GKE reports them -----------------------------------------------------------
+
+def test_operation_error_is_a_google_rpc_status_read_by_code():
+    fake = FakeGke()
+    fake.op_error = {"code": 9, "message": "Node pool is not in a state that allows the update.",
+                     "details": [{"@type": "type.googleapis.com/google.rpc.RequestInfo", "requestId": "0x1"}]}
+    client = gc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke", sleep=lambda s: None)
+    with pytest.raises(gc.GkeError) as err:
+        gc.NodePoolReconciler(client, params(machine_type="n1-standard-4", project="p1")).run()
+    assert err.value.kind == "api" and "FAILED_PRECONDITION (code 9)" in err.value.message
+    assert "not in a state that allows the update" in err.value.message and "'cpu'" in err.value.message
+    assert set(fake.op_error) <= set(discovery_schema("Status"))
+
+
+def test_stockout_in_operation_error_code_8_is_a_stockout():
+    fake = FakeGke()
+    fake.op_error = {"code": 8, "message": "Google Compute Engine: Not all instances running in IGM after 35m0.5s. "
+                     "Expected 1, running 0, transitioning 1. Current errors: [GCE_STOCKOUT]: Instance 'gke-x' "
+                     "creation failed: The zone 'projects/p1/zones/europe-west4-a' does not have enough resources "
+                     "available to fulfill the request."}
+    client = gc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke", sleep=lambda s: None)
+    with pytest.raises(gc.GkeError) as err:
+        gc.NodePoolReconciler(client, params(machine_type="n1-standard-4", project="p1")).run()
+    assert err.value.kind == "stockout" and "europe-west4-a" in err.value.message
+
+
+def test_status_message_without_error_is_not_a_failure():
+    """statusMessage is deprecated ("Use the field error instead"); a DONE operation without error succeeded."""
+    client = gc.ContainerClient(FakeGke(), "p1", "europe-west4-a", "c1", endpoint="http://gke")
+    done = {"name": "operation-1", "status": "DONE", "statusMessage": "Insufficient regional quota (old text)"}
+    assert client.wait(done, {"name": "p"}) == done
+
+
+@pytest.mark.parametrize("status", ["RUNNING_WITH_ERROR", "ERROR"])
+def test_pool_in_an_error_state_is_refused_without_recreate(status):
+    fake = FakeGke()
+    fake.add_pool({"name": "p", "config": {"machineType": "n1-standard-4"}})
+    fake.pools["p"].update(status=status, conditions=[{"code": "GCE_STOCKOUT", "message": "zone short",
+                                                       "canonicalCode": "RESOURCE_EXHAUSTED"}])
+    client = gc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke", sleep=lambda s: None)
+    with pytest.raises(gc.GkeError) as err:
+        gc.NodePoolReconciler(client, params(name="p", machine_type="n1-standard-4", project="p1")).run()
+    assert status in err.value.message and "zone short" in err.value.message
+    assert "recreate: true" in err.value.message and fake.writes() == []
+
+
+def test_simulator_partial_stockout_on_resize_is_running_with_error_and_module_reports_it(api):
+    """setSize that hits a stockout: the operation ends with error code 8, the pool is RUNNING_WITH_ERROR."""
+    _, op = call(api, "POST", f"{BASE}/nodePools", {"nodePool": {"name": "cpu", "initialNodeCount": 1,
+                                                                "config": {"machineType": "e2-standard-4"}}})
+    wait_done(api, op)
+    api.sim.fleet = None
+    record = api.sim.state["pools"]["cpu"]
+    fault = {"method": "POST", "path_regex": "cpu:setSize$", "fault": "stockout"}
+    assert call(api, "POST", "/_sim/faults", fault)[0] == 200
+    # No Kubernetes here: the node controller that would fail the VMs is played by hand.
+    original = api.sim.wait_for_pool
+
+    def failing(pool, timeout_real_seconds=7200):
+        if record.get("provision_fault"):
+            fault_taken = api.sim.take_provision_fault(pool, "europe-west4-a")
+            api.sim.provision_failed(pool, "europe-west4-a", fault_taken, 1)
+        return original(pool, timeout_real_seconds)
+
+    api.sim.wait_for_pool = failing
+    with pytest.raises(gc.GkeError) as err:
+        run(api, params(autoscaling={"enabled": False}, node_count=2))
+    assert err.value.kind == "stockout" and "GCE_STOCKOUT" in err.value.message
+    operation = err.value.details["operation"]
+    assert operation["error"]["code"] == 8 and "status" not in operation["error"]
+    pool = call(api, "GET", f"{BASE}/nodePools/cpu")[1]
+    assert pool["status"] == "RUNNING_WITH_ERROR" and pool["conditions"][0]["code"] == "GCE_STOCKOUT"
+    with pytest.raises(gc.GkeError, match="RUNNING_WITH_ERROR"):
+        run(api, params(autoscaling={"enabled": False}, node_count=2))

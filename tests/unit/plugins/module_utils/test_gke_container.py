@@ -268,13 +268,12 @@ def test_operation_error_stockout_is_reported():
     assert err.value.kind == "stockout" and "ct6e-standard-4t" in err.value.message
 
 
-def test_stockout_condition_on_running_operation_fails_fast():
+def test_deprecated_conditions_alone_are_not_read_the_operation_error_is():
+    """Operation.nodepoolConditions is deprecated ("Use field error instead"): only operation.error fails a task."""
     fake = FakeGke()
     fake.op_conditions = [{"code": "GCE_STOCKOUT", "message": STOCKOUT}]
-    with pytest.raises(gc.GkeError) as err:
-        reconcile(fake, tpu_params())
-    assert err.value.kind == "stockout"
-    assert not [c for c in fake.calls if "operations" in c[1]]  # failed before polling
+    result, _unused = reconcile(fake, tpu_params())
+    assert result["changed"] and "tpu-v6e-pool" in fake.pools
 
 
 def test_operation_in_progress_is_retried_then_reported_at_timeout():
