@@ -2,7 +2,12 @@
 
 Controller: for GatewayClasses with ``controllerName: networking.gke.io/gateway`` it accepts the class,
 programs Gateways on ``GATEWAY_ADDRESS`` and writes HTTPRoute and InferencePool status the way GKE does
-(``timeouts`` rejected with GWCER104, InferencePool only on the regional classes).
+(``timeouts`` rejected with GWCER104, InferencePool only on the regional classes). InferencePools of both API
+groups are backends, as on GKE: ``inference.networking.k8s.io/v1`` and the preview
+``inference.networking.x-k8s.io/v1alpha2`` (GKE's migration guide runs both side by side:
+https://cloud.google.com/kubernetes-engine/docs/how-to/migrate-gke-inference-gateway). With
+``GATEWAY_INFERENCEPOOL_V1ALPHA2=reject`` the gateway answers a v1alpha2 backendRef with ResolvedRefs=False/
+InvalidKind instead, like a gateway without v1alpha2 support (what makes KServe switch the route to v1).
 
 Data plane: serves every programmed listener port on ``GATEWAY_ADDRESS`` (HTTP/1.1 only; HTTP/1.0 gets
 426), matches HTTPRoutes (PathPrefix/Exact, header matches, URLRewrite ReplacePrefixMatch) and proxies to
@@ -39,6 +44,17 @@ DEFAULT_TIMEOUT_SEC = 30
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "content-length", "host"}
 HEALTH_DEFAULTS = {"checkIntervalSec": 5, "timeoutSec": 5, "healthyThreshold": 2, "unhealthyThreshold": 2}
+# Setting: how the gateway treats inference.networking.x-k8s.io/v1alpha2 InferencePool backendRefs.
+V1ALPHA2_POOLS_ENV = "GATEWAY_INFERENCEPOOL_V1ALPHA2"
+V1ALPHA2_POOL_MODES = ("accept", "reject")
+
+
+def v1alpha2_pool_mode(environ=None):
+    """``accept`` (GKE's behaviour, the default) or ``reject``; anything else is refused naming the variable."""
+    value = ((environ if environ is not None else os.environ).get(V1ALPHA2_POOLS_ENV) or "accept").strip().lower()
+    if value not in V1ALPHA2_POOL_MODES:
+        raise ValueError(f"{V1ALPHA2_POOLS_ENV}={value!r}: use one of {', '.join(V1ALPHA2_POOL_MODES)}")
+    return value
 
 
 def now_rfc3339():
@@ -89,7 +105,7 @@ class Endpoint:
 @dataclasses.dataclass
 class Backend:
     kind: str                 # "Service" | "InferencePool" | "Unresolved"
-    key: str                  # ns/name
+    key: str                  # ns/name (group/ns/name for InferencePools)
     weight: int
     endpoints: list           # [Endpoint]
     health: dict              # {"port", "path", "checkIntervalSec", ...}
@@ -160,8 +176,9 @@ class Snapshot:
 # ============================================================== controller
 
 class GatewayController:
-    def __init__(self, kube, address, on_snapshot):
+    def __init__(self, kube, address, on_snapshot, v1alpha2_pools="accept"):
         self.kube = kube
+        self.accept_v1alpha2_pools = v1alpha2_pools == "accept"
         self.address = address
         self.on_snapshot = on_snapshot
         self.bound_ports = set()
@@ -177,6 +194,7 @@ class GatewayController:
             "gateways": (GATEWAY_GROUP, "v1", "gateways"),
             "routes": (GATEWAY_GROUP, "v1", "httproutes"),
             "pools": (POOL_GROUP, "v1", "inferencepools"),
+            "pools_v1alpha2": (POOL_GROUP_V1ALPHA2, "v1alpha2", "inferencepools"),
             "services": ("", "v1", "services"),
             "pods": ("", "v1", "pods"),
             "namespaces": ("", "v1", "namespaces"),
@@ -250,6 +268,14 @@ class GatewayController:
                 pods.append(pod)
         return sorted(pods, key=lambda p: p["metadata"]["name"])
 
+    def pool_groups(self):
+        """InferencePool API groups this gateway builds backends for (v1alpha2 per the setting)."""
+        return (POOL_GROUP, POOL_GROUP_V1ALPHA2) if self.accept_v1alpha2_pools else (POOL_GROUP,)
+
+    def pool(self, group, namespace, name):
+        informer = "pools" if group == POOL_GROUP else "pools_v1alpha2"
+        return self.informers[informer].get(namespace, name)
+
     def policy_for(self, informer, namespace, group, kind, name):
         for policy in self.informers[informer].items():
             ref = (policy.get("spec") or {}).get("targetRef") or {}
@@ -280,6 +306,9 @@ class GatewayController:
             self._write_gateway_status(gateway, attached)
         for pool in self.informers["pools"].items():
             self._write_pool_status(pool, accepted_routes)
+        if self.accept_v1alpha2_pools:
+            for pool in self.informers["pools_v1alpha2"].items():
+                self._write_pool_status(pool, accepted_routes, POOL_GROUP_V1ALPHA2)
         targets = _backend_targets(accepted_routes)
         for informer, plural, kind in (("healthchecks", "healthcheckpolicies", "HealthCheckPolicy"),
                                        ("backendpolicies", "gcpbackendpolicies", "GCPBackendPolicy")):
@@ -381,14 +410,14 @@ class GatewayController:
                     if self.informers["services"].get(ns, name) is None:
                         return condition("ResolvedRefs", "False", "BackendNotFound",
                                          f'Service "{ns}/{name}" not found', gen)
-                elif group == POOL_GROUP and kind == "InferencePool":
+                elif group in self.pool_groups() and kind == "InferencePool":
                     if not regional:
                         return condition("ResolvedRefs", "False", "InvalidKind",
                                          f'InferencePool backends are not supported by GatewayClass '
                                          f'"{gateway["spec"].get("gatewayClassName")}"', gen)
-                    if self.informers["pools"].get(ns, name) is None:
+                    if self.pool(group, ns, name) is None:
                         return condition("ResolvedRefs", "False", "BackendNotFound",
-                                         f'InferencePool "{ns}/{name}" not found', gen)
+                                         f'InferencePool "{ns}/{name}" ({group}) not found', gen)
                 else:
                     return condition("ResolvedRefs", "False", "InvalidKind",
                                      f'Unsupported backend kind "{kind}" in group "{group}"', gen)
@@ -401,17 +430,21 @@ class GatewayController:
             return
         self._write_status(GATEWAY_GROUP, "v1", "httproutes", route, {"parents": foreign + entries})
 
-    def _write_pool_status(self, pool, accepted_routes):
+    def _write_pool_status(self, pool, accepted_routes, group=POOL_GROUP):
+        """Parents of a pool; v1alpha2 keeps them in ``status.parent`` (gateway-api-inference-extension
+        v1.4.0 config/crd/bases/inference.networking.x-k8s.io_inferencepools.yaml), v1 in ``status.parents``."""
         meta = pool["metadata"]
         gen = meta["generation"]
         gateways = {}
+        parents_key, version = ("parents", "v1") if group == POOL_GROUP else ("parent", "v1alpha2")
         for route, accepted in accepted_routes:
-            if route["metadata"]["namespace"] != meta["namespace"] or not _references_pool(route, meta["name"]):
+            if (route["metadata"]["namespace"] != meta["namespace"]
+                    or not _references_pool(route, meta["name"], group)):
                 continue
             for gateway, _listeners in accepted:
                 if gateway["spec"].get("gatewayClassName") in REGIONAL_CLASSES:
                     gateways[(gateway["metadata"]["namespace"], gateway["metadata"]["name"])] = gateway
-        old_parents = (pool.get("status") or {}).get("parents") or []
+        old_parents = (pool.get("status") or {}).get(parents_key) or []
         our_keys = {(g["metadata"]["namespace"], g["metadata"]["name"])
                     for g in self.informers["gateways"].items() if self.ours(g)}
         foreign = [p for p in old_parents if ((p.get("parentRef") or {}).get("namespace"),
@@ -425,7 +458,7 @@ class GatewayController:
             entries.append({"parentRef": ref, "conditions": keep_transition_times(conds, old.get("conditions"))})
         if not entries and len(foreign) == len(old_parents):
             return
-        self._write_status(POOL_GROUP, "v1", "inferencepools", pool, {"parents": foreign + entries})
+        self._write_status(group, version, "inferencepools", pool, {parents_key: foreign + entries})
 
     def _write_policy_status(self, policy, plural, kind, targets):
         """GKE reports whether a policy took effect: its target must be a backend behind a GKE Gateway."""
@@ -487,18 +520,18 @@ class GatewayController:
             return Backend("Service", f"{ns}/{name}", weight, endpoints,
                            self._health(ns, "", "Service", name, serving_port),
                            self._timeout(ns, "", "Service", name))
-        if group == POOL_GROUP and kind == "InferencePool":
-            pool = self.informers["pools"].get(ns, name)
+        if group in self.pool_groups() and kind == "InferencePool":
+            pool = self.pool(group, ns, name)
             if pool is None:
                 return Backend("Unresolved", f"{ns}/{name}", weight, [], {}, DEFAULT_TIMEOUT_SEC)
-            spec = pool.get("spec") or {}
-            port = ((spec.get("targetPorts") or [{}])[0]).get("number", 8000)
-            pods = self.ready_pods(ns, (spec.get("selector") or {}).get("matchLabels") or {})
-            picker = spec.get("endpointPickerRef") or {}
-            return Backend("InferencePool", f"{ns}/{name}", weight,
+            port, selector, picker = _pool_spec(group, pool.get("spec") or {})
+            pods = self.ready_pods(ns, selector)
+            # Policies attach to the exact group/kind/name of the backendRef: a policy on the v1 pool does
+            # not configure the backend built for the v1alpha2 pool of the same name, and vice versa.
+            return Backend("InferencePool", f"{group}/{ns}/{name}", weight,
                            [Endpoint(p["metadata"]["name"], p["status"]["podIP"], port) for p in pods],
-                           self._health(ns, POOL_GROUP, "InferencePool", name, port),
-                           self._timeout(ns, POOL_GROUP, "InferencePool", name),
+                           self._health(ns, group, "InferencePool", name, port),
+                           self._timeout(ns, group, "InferencePool", name),
                            epp_available=self._epp_available(ns, picker.get("name")),
                            fail_open=picker.get("failureMode", "FailClose") == "FailOpen")
         return Backend("Unresolved", f"{ns}/{name}", weight, [], {}, DEFAULT_TIMEOUT_SEC)
@@ -534,9 +567,23 @@ def _backend_targets(accepted_routes):
     return targets
 
 
-def _references_pool(route, pool_name):
-    return any(b.get("group") == POOL_GROUP and b.get("kind") == "InferencePool" and b.get("name") == pool_name
+def _references_pool(route, pool_name, group=POOL_GROUP):
+    return any(b.get("group") == group and b.get("kind") == "InferencePool" and b.get("name") == pool_name
                for rule in route["spec"].get("rules") or [] for b in rule.get("backendRefs") or [])
+
+
+def _pool_spec(group, spec):
+    """(target port, pod selector, endpoint picker {name, failureMode}) of an InferencePool of either group.
+
+    v1: targetPorts[].number, selector.matchLabels, endpointPickerRef (gateway-api-inference-extension v1.5.0
+    config/crd/bases/inference.networking.k8s.io_inferencepools.yaml); v1alpha2: targetPortNumber, a flat
+    selector map and extensionRef (v1.4.0 .../inference.networking.x-k8s.io_inferencepools.yaml). Both default
+    the failure mode to FailClose.
+    """
+    if group == POOL_GROUP:
+        port = ((spec.get("targetPorts") or [{}])[0]).get("number", 8000)
+        return port, (spec.get("selector") or {}).get("matchLabels") or {}, spec.get("endpointPickerRef") or {}
+    return spec.get("targetPortNumber", 8000), dict(spec.get("selector") or {}), spec.get("extensionRef") or {}
 
 
 def _service_target_port(service, port_number):
@@ -794,7 +841,7 @@ class DataPlane:
 async def serve(address, time_scale, state_dir):
     plane = DataPlane(address, time_scale)
     await plane.start()
-    controller = GatewayController(Kube(), address, plane.set_snapshot)
+    controller = GatewayController(Kube(), address, plane.set_snapshot, v1alpha2_pool_mode())
     controller.bind_ports = plane.bind_ports_threadsafe
     await asyncio.get_running_loop().run_in_executor(None, controller.start)
     if state_dir:

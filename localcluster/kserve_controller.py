@@ -840,6 +840,8 @@ class Controller:
             deployment = self.apply_child(svc, "apps", "v1", "deployments", self.expected_scheduler_deployment(svc),
                                           "v1.Deployment")
             self.apply_child(svc, "", "v1", "services", self.expected_epp_service(svc), "v1.Service")
+            # Both pools under one name, v1alpha2 only when its CRD is installed: kserve/kserve v0.20.0
+            # pkg/controller/v1alpha2/llmisvc/scheduler.go reconcileSchedulerInferencePool / IsCrdAvailable.
             self.apply_child(svc, *POOL_V1, "inferencepools", self.expected_pool_v1(svc), "v1.InferencePool")
             if self.informers["pools_v1alpha2"].available:
                 self.apply_child(svc, *POOL_V1ALPHA2, "inferencepools", self.expected_pool_v1alpha2(svc),
@@ -1212,22 +1214,30 @@ def _ready_status(status):
 
 
 def _route_migrated(route):
-    """KServe's one-way switch of the managed route from the v1alpha2 to the v1 InferencePool group."""
+    """KServe's one-way switch of the managed route from the v1alpha2 to the v1 InferencePool group.
+
+    kserve/kserve v0.20.0 pkg/controller/v1alpha2/llmisvc/router.go (expectedHTTPRoute, "Migration logic"):
+    switch when the migration annotation is set, or IsInferencePoolV1Supported is True, or
+    IsInferencePoolV1Alpha2Supported is False; router_discovery.go isBackendSupported: False only when every
+    parent's ResolvedRefs is False/InvalidKind, True as soon as one parent reports ResolvedRefs otherwise.
+    """
     if route is None:
         return False
     if (route["metadata"].get("annotations") or {}).get(MIGRATED_ANNOTATION) == "v1":
         return True
     groups = {b.get("group") for r in route["spec"].get("rules") or [] for b in r.get("backendRefs") or []
               if b.get("kind") == "InferencePool"}
+    reported = []
     for parent in (route.get("status") or {}).get("parents") or []:
         resolved = next((c for c in parent.get("conditions") or [] if c["type"] == "ResolvedRefs"), None)
-        if not resolved:
-            continue
-        if POOL_V1[0] in groups and resolved["status"] == "True":
-            return True
-        if POOL_V1ALPHA2[0] in groups and resolved["status"] == "False" and resolved.get("reason") == "InvalidKind":
-            return True
-    return False
+        if resolved:
+            reported.append(resolved["status"] == "False" and resolved.get("reason") == "InvalidKind")
+    if not reported:
+        return False
+    supported = not all(reported)
+    if POOL_V1[0] in groups and supported:
+        return True
+    return POOL_V1ALPHA2[0] in groups and not supported
 
 
 def _route_base_path(route):

@@ -366,12 +366,16 @@ def test_conditions_move_from_not_ready_to_ready_as_pods_become_ready(cluster, c
     time.sleep(1)
     response = requests.post(completions, json=body, timeout=30)
     assert (response.status_code, response.text) == (503, "no healthy upstream")
+    # The policy must name the pool group the route uses (v1alpha2 while the gateway accepts it, as GKE does).
+    route = cluster.get("gateway.networking.k8s.io", "v1", "httproutes", f"{name}-kserve-route")
+    route_group = next(b["group"] for r in route["spec"]["rules"] for b in r["backendRefs"]
+                       if b["kind"] == "InferencePool")
     policy = copy.deepcopy({"apiVersion": "networking.gke.io/v1", "kind": "HealthCheckPolicy",
                             "metadata": {"name": "pool-hc"},
                             "spec": {"default": {"checkIntervalSec": 5, "healthyThreshold": 1,
                                                  "config": {"type": "HTTP", "httpHealthCheck": {
                                                      "port": 8000, "requestPath": "/health"}}},
-                                     "targetRef": {"group": POOL_GROUP, "kind": "InferencePool",
+                                     "targetRef": {"group": route_group, "kind": "InferencePool",
                                                    "name": f"{name}-inference-pool"}}})
     cluster.custom.create_namespaced_custom_object("networking.gke.io", "v1", cluster.namespace,
                                                    "healthcheckpolicies", policy)

@@ -95,6 +95,12 @@ def test_pattern_deploys_ready_reruns_unchanged_checks_and_deletes(run_playbook,
     workload_hc = policies[f"{svc.metadata.name}-workload-svc-hc"]
     assert workload_hc.spec.targetRef.name == f"{svc.metadata.name}-kserve-workload-svc"
     assert policies[f"{svc.metadata.name}-backend"].spec.default.timeoutSec == 300
+    # Whichever pool group the route uses (v1alpha2 while the gateway accepts it), both policies target it.
+    pool_refs = [{k: b.to_dict().get(k) for k in ("group", "kind", "name")}
+                 for r in route.spec.rules for b in (r.backendRefs or []) if b.kind == "InferencePool"]
+    for ref in pool_refs:
+        for kind in ("HealthCheckPolicy", "GCPBackendPolicy"):
+            assert any(p.kind == kind and p.spec.targetRef.to_dict() == ref for p in policies.values()), (kind, ref)
     version = svc.metadata.resourceVersion
 
     second = run_playbook(PLAYBOOK, extra, timeout=1800)

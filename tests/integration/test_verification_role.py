@@ -21,6 +21,7 @@ SHARED = Path(__file__).resolve().parents[3] / "shared"
 PRESETS = SHARED / "crds" / "samples" / "kserve-v0.20.0" / "presets-config-llmisvcconfig"
 GROUP, VERSION = "serving.kserve.io", "v1alpha2"
 POOL_GROUP = "inference.networking.k8s.io"
+POOL_GROUP_V1ALPHA2 = "inference.networking.x-k8s.io"
 VLLM_CPU_IMAGE = "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.10.1.1"
 MODEL = "Qwen/Qwen2.5-3B-Instruct"
 REPLICAS = 3
@@ -57,6 +58,12 @@ def health_check_policy(name, kind, target, group=None):
                                  "config": {"type": "HTTP", "httpHealthCheck": {"port": 8000,
                                                                                 "requestPath": "/health"}}},
                      "targetRef": target_ref}}
+
+
+def backend_policy(name, target, group):
+    return {"apiVersion": "networking.gke.io/v1", "kind": "GCPBackendPolicy", "metadata": {"name": name},
+            "spec": {"default": {"timeoutSec": 300},
+                     "targetRef": {"group": group, "kind": "InferencePool", "name": target}}}
 
 
 def route_preset_without_timeouts(namespace):
@@ -109,12 +116,19 @@ def deployed(local_cluster, k8s_api_client):
         for name, scheduler in (("sched", True), ("rr", False)):
             custom.create_namespaced_custom_object(GROUP, "v1alpha1", namespace, "llminferenceservices",
                                                    llmisvc(name, scheduler))
-        # As the llmisvc role does: the InferencePool and the workload Service (catch-all rule) both need one.
+        # As the llmisvc role does: the InferencePool (both groups: KServe routes to v1alpha2 until the gateway
+        # rejects it) and the workload Service (catch-all rule) all need one.
         for policy in (health_check_policy("sched-pool-hc", "InferencePool", "sched-inference-pool", POOL_GROUP),
+                       health_check_policy("sched-pool-v1alpha2-hc", "InferencePool", "sched-inference-pool",
+                                           POOL_GROUP_V1ALPHA2),
                        health_check_policy("sched-hc", "Service", "sched-kserve-workload-svc"),
                        health_check_policy("rr-hc", "Service", "rr-kserve-workload-svc")):
             custom.create_namespaced_custom_object("networking.gke.io", "v1", namespace, "healthcheckpolicies",
                                                    policy)
+        for group, suffix in ((POOL_GROUP, ""), (POOL_GROUP_V1ALPHA2, "-v1alpha2")):
+            custom.create_namespaced_custom_object("networking.gke.io", "v1", namespace, "gcpbackendpolicies",
+                                                   backend_policy(f"sched-backend{suffix}", "sched-inference-pool",
+                                                                  group))
         try:
             for name in ("sched", "rr"):
                 wait_for(lambda name=name: ready(custom, core, namespace, name), timeout=300,
@@ -177,7 +191,8 @@ def test_all_checks_pass_and_reports_are_written(verified, deployed):
     assert report["url"].endswith(f"/{deployed}/sched") and report["url_source"] == "status.url"
     checks = {c["name"]: c for c in report["checks"]}
     assert set(checks) == {"models", "completions", "chat_completions", "gateway_health", "pod_health",
-                           "route_to_inference_pool", "inference_pool_accepted"}
+                           "route_to_inference_pool", "inference_pool_accepted",
+                           "gke_policies_target_route_backend"}
     assert all(c["passed"] for c in checks.values())
     assert len(report["pod_ips"]) == REPLICAS
     bench = report["benchmark"]

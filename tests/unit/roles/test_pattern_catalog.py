@@ -224,18 +224,27 @@ def test_placement_and_router_come_from_the_pattern(rendered, case_id):
 def test_gke_policies_target_pool_and_workload_service(rendered, case_id):
     name = rendered[case_id]["pattern"]["llmisvc_name"]
     policies = rendered[case_id]["manifests"]["policies"]
-    health = {p["spec"]["targetRef"]["kind"]: p for p in policies if p["kind"] == "HealthCheckPolicy"}
-    assert health["InferencePool"]["spec"]["targetRef"] == {
-        "group": "inference.networking.k8s.io", "kind": "InferencePool", "name": f"{name}-inference-pool"}
-    assert health["Service"]["spec"]["targetRef"] == {"group": "", "kind": "Service",
-                                                      "name": f"{name}-kserve-workload-svc"}
+    health = {(p["spec"]["targetRef"]["group"], p["spec"]["targetRef"]["kind"]): p
+              for p in policies if p["kind"] == "HealthCheckPolicy"}
+    # KServe v0.20 creates the pool in both groups and the route uses v1alpha2 until the gateway rejects it
+    # (kserve/kserve v0.20.0 pkg/controller/v1alpha2/llmisvc/router.go): a policy pair for each group.
+    for group in ("inference.networking.k8s.io", "inference.networking.x-k8s.io"):
+        assert health[(group, "InferencePool")]["spec"]["targetRef"] == {
+            "group": group, "kind": "InferencePool", "name": f"{name}-inference-pool"}
+    assert health[("", "Service")]["spec"]["targetRef"] == {"group": "", "kind": "Service",
+                                                            "name": f"{name}-kserve-workload-svc"}
     for policy in health.values():
         assert policy["apiVersion"] == "networking.gke.io/v1"
         assert policy["spec"]["default"]["config"] == {
             "type": "HTTP", "httpHealthCheck": {"port": 8000, "requestPath": "/health"}}
-    backend = next(p for p in policies if p["kind"] == "GCPBackendPolicy")
-    assert backend["spec"]["default"]["timeoutSec"] >= 300
-    assert backend["spec"]["targetRef"]["kind"] == "InferencePool"
+    backends = [p for p in policies if p["kind"] == "GCPBackendPolicy"]
+    assert sorted(p["spec"]["targetRef"]["group"] for p in backends) == [
+        "inference.networking.k8s.io", "inference.networking.x-k8s.io"]
+    for backend in backends:
+        assert backend["spec"]["default"]["timeoutSec"] >= 300
+        assert backend["spec"]["targetRef"] == {"group": backend["spec"]["targetRef"]["group"],
+                                                "kind": "InferencePool", "name": f"{name}-inference-pool"}
+    assert len({p["metadata"]["name"] for p in policies}) == len(policies)
 
 
 def test_seed_catalog_values(rendered):
