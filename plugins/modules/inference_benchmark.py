@@ -158,6 +158,18 @@ options:
     description: Also return every request record (large for long runs).
     type: bool
     default: false
+  measured_on:
+    description:
+      - Where O(base_url) is served, so that the result says where its throughput and latency come from.
+      - C(gke) for a GKE deployment; C(local-simulator) for the embedded local cluster of this collection, whose
+        vLLM replicas are simulators (their speed says nothing about a TPU or GPU); C(unstated) when the caller
+        does not say (the result then says that the source is not stated).
+      - The module cannot tell by itself. The local simulator answers C(/version) with the same body as vLLM's
+        C(show_version) (a JSON object with the vLLM version, vllm-project/vllm
+        C(vllm/entrypoints/openai/api_server.py), v0.10.1.1), so it is the caller who says where it runs.
+    type: str
+    choices: [gke, local-simulator, unstated]
+    default: unstated
 notes:
   - "The module reports C(changed=false): it changes nothing on the server. Run it on a host that can reach
     O(base_url), usually the controller (C(delegate_to: localhost))."
@@ -210,6 +222,16 @@ summary:
       description: The settings used (defaults filled in, headers not included).
       type: dict
       returned: always
+    measured_on:
+      description: O(measured_on) as given, C(gke), C(local-simulator) or C(unstated).
+      type: str
+      returned: always
+      sample: local-simulator
+    measured_on_text:
+      description: A sentence saying where the throughput and latency of this result were measured.
+      type: str
+      returned: always
+      sample: measured on the local simulator (simulated vLLM replicas, not GKE performance)
     steps:
       description:
         - One entry per step with C(concurrency) or C(request_rate), C(requests), C(successful), C(failed),
@@ -281,18 +303,25 @@ ARGUMENT_SPEC = dict(
     seed=dict(type="int", default=0),
     output_file=dict(type="path"),
     return_records=dict(type="bool", default=False),
+    measured_on=dict(type="str", choices=["gke", "local-simulator", "unstated"], default="unstated"),
 )
 
-MODULE_ONLY_OPTIONS = ("output_file", "return_records")
+MODULE_ONLY_OPTIONS = ("output_file", "return_records", "measured_on")
+MEASURED_ON_TEXT = {
+    "gke": "measured on GKE",
+    "local-simulator": "measured on the local simulator (simulated vLLM replicas, not GKE performance)",
+    "unstated": "where this was measured is not stated (measured_on: unstated); do not read it as a GKE figure",
+}
 
 
-def write_result(path, config, result):
+def write_result(path, config, result, measured_on):
     directory = os.path.dirname(path)
     if directory and not os.path.isdir(directory):
         os.makedirs(directory)
     with open(path, "w") as handle:
         json.dump({"config": config, "summary": result["summary"], "steps": result["steps"],
-                   "records": result["records"]}, handle, indent=2, sort_keys=True)
+                   "records": result["records"], "measured_on": measured_on,
+                   "measured_on_text": MEASURED_ON_TEXT[measured_on]}, handle, indent=2, sort_keys=True)
 
 
 def main():
@@ -308,12 +337,14 @@ def main():
         module.fail_json(msg=str(exc))
     result = inference_load.run(config)
     public_config = {key: value for key, value in config.items() if key != "headers"}
+    measured_on = module.params["measured_on"]
     response = {"changed": False, "summary": {"config": public_config, "steps": result["steps"],
-                                              "overall": result["summary"]}}
+                                              "overall": result["summary"], "measured_on": measured_on,
+                                              "measured_on_text": MEASURED_ON_TEXT[measured_on]}}
     if module.params["return_records"]:
         response["records"] = result["records"]
     if module.params["output_file"] and not module.check_mode:
-        write_result(module.params["output_file"], public_config, result)
+        write_result(module.params["output_file"], public_config, result, measured_on)
         response["output_file"] = module.params["output_file"]
     module.exit_json(**response)
 
