@@ -35,6 +35,21 @@ MODEL_MOUNT = "/mnt/models"
 MIGRATED_ANNOTATION = "serving.kserve.io/inference-pool-migrated"
 SYSTEM_NAMESPACE = os.environ.get("POD_NAMESPACE", "kserve")
 STOP_ANNOTATION = "serving.kserve.io/stop"
+# The API server defaults a Deployment's progressDeadlineSeconds to 600 (kubernetes/kubernetes
+# pkg/apis/apps/v1/defaults.go, SetDefaults_Deployment); KServe v0.20 sets none on the workload or the scheduler
+# Deployment (kserve/kserve v0.20.0 pkg/controller/v1alpha2/llmisvc/workload_single_node.go,
+# expectedSingleNodeMainDeployment; scheduler.go, expectedSchedulerDeployment). The local cluster's real
+# kube-controller-manager enforces whatever the spec says, so the simulation writes the default scaled by
+# LOCALCLUSTER_TIME_SCALE like every simulated delay: a slow simulated start then really reaches
+# Progressing=False/ProgressDeadlineExceeded, as a TPU start does on GKE.
+REAL_PROGRESS_DEADLINE_SECONDS = 600
+
+
+def progress_deadline_seconds(time_scale=None):
+    """max(1, round(600 x LOCALCLUSTER_TIME_SCALE)): the scaled Kubernetes default."""
+    if time_scale is None:
+        time_scale = float(os.environ.get("LOCALCLUSTER_TIME_SCALE") or "0.02")
+    return max(1, round(REAL_PROGRESS_DEADLINE_SECONDS * float(time_scale)))
 
 
 def now_rfc3339():
@@ -750,6 +765,7 @@ class Controller:
             "metadata": {"name": render.child_name(name, "-kserve"), "namespace": namespace, "labels": labels,
                          "ownerReferences": [owner_reference(svc)]},
             "spec": {"replicas": spec.get("replicas"), "selector": {"matchLabels": dict(labels)},
+                     "progressDeadlineSeconds": progress_deadline_seconds(),
                      "template": {"metadata": {"labels": pod_labels, "annotations": annotations},
                                   "spec": pod_spec}},
         }
@@ -889,6 +905,7 @@ class Controller:
             "metadata": {"name": render.child_name(name, "-kserve-router-scheduler"), "namespace": namespace,
                          "labels": labels, "ownerReferences": [owner_reference(svc)]},
             "spec": {"replicas": scheduler.get("replicas") or 1, "selector": {"matchLabels": dict(labels)},
+                     "progressDeadlineSeconds": progress_deadline_seconds(),
                      "template": {"metadata": {"labels": {**labels, **(scheduler.get("labels") or {})},
                                                "annotations": dict(scheduler.get("annotations") or {})},
                                   "spec": pod_spec}},
