@@ -92,9 +92,22 @@ DOWNLOAD_PERMANENT_PATTERNS = (
     r"Invalid (user|access) token",
 )
 
+# KServe prefers a namespace-local LLMInferenceServiceConfig of the same name (getConfig in kserve/kserve v0.20.0
+# pkg/controller/v1alpha2/llmisvc/config_merge.go) and watches LLMInferenceServiceConfig (SetupWithManager and
+# enqueueOnLLMInferenceServiceConfigChange in controller.go): applying the preset re-renders the route by itself.
 ROUTE_TIMEOUTS_HINT = (
     "apply a namespace-local kserve-config-llm-router-route preset without timeouts "
-    "(role llm_serving.gke.llmisvc does this), then recreate the llmisvc"
+    "(role llm_serving.gke.llmisvc does this); KServe watches its presets and re-renders the route by itself, "
+    "no need to recreate the llmisvc"
+)
+# The Gateway is a prerequisite of the cluster: no role of this collection creates it (role llm_serving.gke.llmisvc
+# only checks it in pre-flight). KServe watches Gateways (controller.go SetupWithManager) and carries on once it
+# exists.
+GATEWAY_NOT_FOUND_HINT = (
+    "create Gateway {name} (a cluster prerequisite: no role of this collection creates it; see "
+    "https://cloud.google.com/kubernetes-engine/docs/how-to/deploying-gateways) or point "
+    "spec.router.gateway.refs (the pattern's gateway) at an existing Gateway; KServe carries on by itself "
+    "once the Gateway exists"
 )
 
 
@@ -1230,7 +1243,7 @@ def gateway_findings(snapshot):
                     f"gateway {name}",
                     "GatewayNotFound",
                     f"the route's parent Gateway {name} does not exist",
-                    "create the Gateway (role llm_serving.gke.llmisvc) or fix spec.router.gateway",
+                    GATEWAY_NOT_FOUND_HINT.format(name=name),
                     STUCK,
                 )
             )
