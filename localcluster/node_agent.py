@@ -649,19 +649,20 @@ class PodWorker:
         """Parse args, check the platform, load (scaled start-up), then serve until stopped; the exit code."""
         if await self.sleep(self.settings.scaled(PROCESS_START_S)):
             return None
-        try:
-            args = vllm_flags.parse_vllm_args(argv, prog)
+        info = container.image_info
+        try:  # the flags of the image's vLLM release (collection table, via localcluster.vllm_flags)
+            args = vllm_flags.parse_vllm_args(argv, prog, vllm_version=info.vllm_version or
+                                              vllm_flags.DEFAULT_VLLM_VERSION)
         except vllm_flags.VllmArgumentError as err:
             container.log.write(err.output)
             return err.exit_code
-        info = container.image_info
         accelerator, devices = self.accelerator_for(container, info.kind)
         platform_error = _platform_error(info.kind, devices)
         if platform_error:
             container.log.write(platform_error)
             return 1
         config = vllm_sim.SimConfig.from_vllm_args(args, accelerator, devices=devices,
-                                                   vllm_version=info.vllm_version or "0.10.1.1")
+                                                   vllm_version=args.vllm_version)
         container.log.write(f"INFO {time.strftime('%m-%d %H:%M:%S')} [api_server.py:1090] vLLM API server version "
                             f"{config.vllm_version}")
         try:

@@ -1,8 +1,9 @@
 """A simulated vLLM replica: vLLM's OpenAI-compatible HTTP surface over a modelled engine.
 
-What is real: the HTTP API shapes (vLLM 0.8-0.11), the error bodies, ``/metrics`` with vLLM's metric
-names (exposed by prometheus_client, as vLLM does), continuous batching with a waiting queue and
-``--max-num-seqs``, chunked prefill, and an LRU prefix cache of ``--block-size`` token blocks whose
+What is real: the HTTP API shapes (vLLM 0.8-0.12), the error bodies, ``/metrics`` with the metric names the
+image's vLLM release exposes on its accelerator (V0 or V1 engine, from the collection's version table
+plugins/module_utils/vllm_versions.py; exposed by prometheus_client, as vLLM does), continuous batching with a
+waiting queue and ``--max-num-seqs``, chunked prefill, and an LRU prefix cache of ``--block-size`` token blocks whose
 hits/queries are counted in tokens as vLLM V1 counts them. What is modelled: the time each engine step
 takes (``PROFILES``), and the generated text (deterministic words seeded by the prompt).
 
@@ -111,18 +112,40 @@ class SimConfig:
     enable_prefix_caching: bool = True
     gpu_memory_utilization: float = 0.9
     vllm_version: str = "0.10.1.1"
+    # "v0" or "v1" and the metric names on /metrics: from (vllm_version, accelerator) through the collection's
+    # version table (vllm_flags.versions; vLLM's _is_v1_supported_oracle, vllm/engine/metrics.py,
+    # vllm/v1/metrics/loggers.py of the release). None: derived in __post_init__.
+    engine: str | None = None
+    exposed_metrics: frozenset | None = None
     zero_latency: bool = False
     access_log: bool = True
     seed: int = 0
 
+    def __post_init__(self):
+        if self.engine is None:
+            self.engine = vllm_flags.versions.engine_for(self.vllm_version, self.accelerator)
+        if self.exposed_metrics is None:
+            self.exposed_metrics = vllm_flags.versions.metrics_for(self.vllm_version, self.accelerator)
+
     @classmethod
     def from_vllm_args(cls, args, accelerator, devices=1, vllm_version="0.10.1.1", zero_latency=False):
+        table = vllm_flags.versions
+        engine = table.engine_for(vllm_version, accelerator)
+        hidden = getattr(args, "show_hidden_metrics_for_version", None)
+        show_hidden = hidden is not None and table.shows_hidden_metrics(
+            vllm_version, [f"--show-hidden-metrics-for-version={hidden}"])
+        prefix_caching = args.enable_prefix_caching
+        if engine == "v0" and getattr(args, "enable_prefix_caching_given", None) is None:
+            # V0 leaves prefix caching off unless asked (v0.8.4 vllm/engine/arg_utils.py: enable_prefix_caching
+            # None is only turned on by _set_default_args_v1).
+            prefix_caching = False
         return cls(served_model_names=list(args.served_model_name or [args.model]), model=args.model,
                    accelerator=accelerator, devices=devices, tensor_parallel_size=args.tensor_parallel_size,
                    dtype=args.dtype, max_model_len=args.max_model_len, max_num_seqs=args.max_num_seqs,
                    max_num_batched_tokens=args.max_num_batched_tokens, block_size=args.block_size,
-                   enable_prefix_caching=args.enable_prefix_caching,
-                   gpu_memory_utilization=args.gpu_memory_utilization, vllm_version=vllm_version,
+                   enable_prefix_caching=prefix_caching,
+                   gpu_memory_utilization=args.gpu_memory_utilization, vllm_version=vllm_version, engine=engine,
+                   exposed_metrics=table.metrics_for(vllm_version, accelerator, show_hidden=show_hidden),
                    zero_latency=zero_latency, access_log=not args.disable_uvicorn_access_log, seed=args.seed or 0)
 
     @property
@@ -149,7 +172,8 @@ def _log_prefix(source="api_server.py", line=0):
 def validate_startup(config):
     """The checks vLLM makes while loading; raises EngineStartupError with vLLM's message."""
     def fail(message):
-        raise EngineStartupError(f"{_log_prefix('core.py', 515)} Initializing a V1 LLM engine (v{config.vllm_version})"
+        raise EngineStartupError(f"{_log_prefix('core.py', 515)} Initializing a {config.engine.upper()} LLM engine "
+                                 f"(v{config.vllm_version})"
                                  f"\nERROR {time.strftime('%m-%d %H:%M:%S')} [core.py:700] EngineCore failed to start."
                                  f"\n{message}\n")
 
@@ -182,10 +206,17 @@ def startup_log_lines(config, host, port):
     """What vLLM prints from start to "Application startup complete" (enough to recognise a healthy start)."""
     p = _log_prefix
     names = " ".join(config.served_model_names)
+    # V0 fallback below compute capability 8.0: v0.8.4 vllm/engine/arg_utils.py _raise_or_fallback;
+    # "Initializing a V0 LLM engine" is v0.8.4 vllm/engine/llm_engine.py.
+    fallback = ([f"WARNING {time.strftime('%m-%d %H:%M:%S')} [arg_utils.py:1722] Compute Capability < 8.0 is not "
+                 "supported by the V1 Engine. Falling back to V0. "] if config.engine == "v0" else [])
     return [
         f"{p('api_server.py', 1090)} vLLM API server version {config.vllm_version}",
+        *fallback,
         f"{p('config.py', 717)} This model supports multiple tasks: {{'generate'}}. Defaulting to 'generate'.",
-        f"{p('core.py', 58)} Initializing a V1 LLM engine (v{config.vllm_version}) with config: model='{config.model}',"
+        f"{p('core.py' if config.engine == 'v1' else 'llm_engine.py', 58 if config.engine == 'v1' else 244)} "
+        f"Initializing a {config.engine.upper()} LLM engine (v{config.vllm_version}) with config: "
+        f"model='{config.model}',"
         f" dtype={'torch.float16' if config.dtype in ('half', 'float16') else 'torch.bfloat16'}, "
         f"max_seq_len={config.effective_max_model_len}, tensor_parallel_size={config.tensor_parallel_size}, "
         f"served_model_name={names}, enable_prefix_caching={config.enable_prefix_caching}",
@@ -258,8 +289,23 @@ class Sequence:
         return self.prompt_len - self.cached_tokens - self.prefilled
 
 
+class _Absent:
+    """A metric this release does not expose: updates go nowhere."""
+
+    def labels(self, **_labels):
+        return self
+
+    def inc(self, *_args):
+        pass
+
+    set = observe = inc
+
+
+_ABSENT = _Absent()
+
+
 class Metrics:
-    """vLLM's Prometheus metrics (names and buckets of vLLM V1), one registry per replica."""
+    """vLLM's Prometheus metrics (buckets of vLLM V1), the names the release's engine exposes; one per replica."""
 
     TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
                     20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
@@ -271,13 +317,25 @@ class Metrics:
 
     def __init__(self, config, kv_blocks):
         self.registry = CollectorRegistry()
+        # V0 labels its metrics with model_name only (v0.8.4 vllm/engine/metrics.py); V1 adds engine.
         self.labels = {"model_name": config.served_model_names[0], "engine": "0"}
+        if config.engine == "v0":
+            self.labels = {"model_name": config.served_model_names[0]}
         names = list(self.labels)
+        exposed = config.exposed_metrics
 
         def metric(cls, name, doc, **kw):
+            # Only what this release's engine exposes; a counter <name> is exposed as <name>_total.
+            if exposed is not None and (name + "_total" if cls is Counter and not name.endswith("_total")
+                                        else name) not in exposed:
+                return _ABSENT
             extra = kw.pop("extra_labels", ())
             m = cls(name, doc, labelnames=names + list(extra), registry=self.registry, **kw)
             return m if extra else m.labels(**self.labels)
+
+        # V0: vllm:gpu_prefix_cache_hit_rate, the block hit rate since start (hidden in 0.8/0.9, gone in 0.10).
+        self.prefix_hit_rate = metric(Gauge, "vllm:gpu_prefix_cache_hit_rate", "GPU prefix cache block hit rate.")
+        self._hits = self._queries = 0
 
         self.running = metric(Gauge, "vllm:num_requests_running", "Number of requests in model execution batches.")
         self.waiting = metric(Gauge, "vllm:num_requests_waiting", "Number of requests waiting to be processed.")
@@ -316,6 +374,13 @@ class Metrics:
                      registry=self.registry)
         info.labels(block_size=str(config.block_size), enable_prefix_caching=str(config.enable_prefix_caching),
                     gpu_memory_utilization=str(config.gpu_memory_utilization), num_gpu_blocks=str(kv_blocks)).set(1)
+
+    def observe_prefix(self, queried_tokens, hit_tokens):
+        self.prefix_queries.inc(queried_tokens)
+        self.prefix_hits.inc(hit_tokens)
+        self._hits, self._queries = self._hits + hit_tokens, self._queries + queried_tokens
+        if self._queries:
+            self.prefix_hit_rate.set(self._hits / self._queries)
 
     def observe_finished(self, seq, finished_reason):
         now = time.monotonic()
@@ -361,8 +426,7 @@ class Engine:
         seq.scheduled_at = now
         if self.config.enable_prefix_caching:
             seq.cached_tokens = self.cache.cached_tokens(seq.block_hashes, seq.prompt_len, self.config.block_size)
-            self.metrics.prefix_queries.inc(seq.prompt_len)
-            self.metrics.prefix_hits.inc(seq.cached_tokens)
+            self.metrics.observe_prefix(seq.prompt_len, seq.cached_tokens)
         seq.prefilled = seq.prompt_len - seq.cached_tokens
         self.cache.insert(seq.block_hashes)
         self.metrics.prompt_tokens.inc(seq.prompt_len)
@@ -400,8 +464,7 @@ class Engine:
             seq.scheduled_at = now
             if self.config.enable_prefix_caching:
                 seq.cached_tokens = self.cache.cached_tokens(seq.block_hashes, seq.prompt_len, self.config.block_size)
-                self.metrics.prefix_queries.inc(seq.prompt_len)
-                self.metrics.prefix_hits.inc(seq.cached_tokens)
+                self.metrics.observe_prefix(seq.prompt_len, seq.cached_tokens)
             self.running.append(seq)
         self._update_gauges()
 
@@ -743,7 +806,7 @@ def parse_standalone_args(argv):
     sim, rest = own.parse_known_args(argv)
     if "--host" not in " ".join(rest):
         rest += ["--host", "127.0.0.1"]
-    args = vllm_flags.parse_vllm_args(rest, prog=vllm_flags.API_SERVER_PROG)
+    args = vllm_flags.parse_vllm_args(rest, prog=vllm_flags.API_SERVER_PROG, vllm_version=sim.vllm_version)
     if not args.served_model_name and args.model == "facebook/opt-125m" and "--model" not in " ".join(rest):
         args.model = DEFAULT_MODEL_PATH  # the seed's pods serve /mnt/models
     config = SimConfig.from_vllm_args(args, sim.accelerator, devices=sim.devices or args.tensor_parallel_size,

@@ -13,8 +13,9 @@ SHARED = " ".join(f"policy{i}" for i in range(64))  # 64 tokens: four full 16-to
 
 
 def t4_config(**overrides):
+    # vLLM 0.11 runs V1 on a T4 (V0 is gone), so these tests see V1's token counters.
     values = {"served_model_names": ["/mnt/models"], "accelerator": "nvidia-tesla-t4", "dtype": "half",
-              "max_model_len": 2048, "gpu_memory_utilization": 0.75}
+              "max_model_len": 2048, "gpu_memory_utilization": 0.75, "vllm_version": "0.11.0"}
     return SimConfig(**{**values, **overrides})
 
 
