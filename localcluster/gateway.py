@@ -11,10 +11,11 @@ InvalidKind instead, like a gateway without v1alpha2 support (what makes KServe 
 
 Data plane: serves every programmed listener port on ``GATEWAY_ADDRESS`` (HTTP/1.1 only; HTTP/1.0 gets
 426), matches HTTPRoutes (PathPrefix/Exact, header matches, URLRewrite ReplacePrefixMatch) and proxies to
-pod IPs: round robin for Service backends, prefix-aware picking (llm-d's scorers) for InferencePool
-backends while the pool's endpoint picker has an available pod (FailOpen round robin otherwise). Backends
-are health-checked like GKE does: on the HealthCheckPolicy's path and port, ``/`` on the serving port by
-default, so vLLM backends without a policy are unhealthy and requests get 503 "no healthy upstream".
+pod IPs: round robin for Service backends, the EPP profile KServe v0.20 injects for ``scheduler: {}`` (queue 2,
+kv-cache-utilization 2, prefix-cache 3, no-hit-lru 2; ``localcluster/epp.py``) for InferencePool backends
+while the pool's endpoint picker has an available pod (FailOpen round robin otherwise). Backends are
+health-checked like GKE does: on the HealthCheckPolicy's path and port, ``/`` on the serving port by default,
+so vLLM backends without a policy are unhealthy and requests get 503 "no healthy upstream".
 """
 import asyncio
 import dataclasses
@@ -27,9 +28,11 @@ import threading
 import time
 
 import aiohttp
+import yaml
 from aiohttp import web
 
-from localcluster.epp import PrefixAwarePicker, RoundRobin, prompt_text
+from localcluster.epp import (KSERVE_DEFAULT_WEIGHTS, PrefixAwarePicker, RoundRobin, parse_metrics, prompt_text,
+                              weights_from_config)
 from localcluster.kserve_controller import Informer, Kube, resource_path
 
 LOG = logging.getLogger("gateway")
@@ -112,6 +115,7 @@ class Backend:
     timeout: float
     epp_available: bool = False
     fail_open: bool = True
+    epp_weights: dict = None  # scorer -> weight from the EPP's --config-text
 
 
 @dataclasses.dataclass
@@ -171,6 +175,12 @@ class Snapshot:
                         key = (endpoint.ip, backend.health["port"], backend.health["path"])
                         targets[key] = backend.health
         return targets
+
+    def metrics_targets(self):
+        """(ip, port) of every endpoint of an InferencePool backend whose endpoint picker runs."""
+        return {(e.ip, e.port) for matches in self.matches.values() for match in matches
+                for backend in match.backends if backend.kind == "InferencePool" and backend.epp_available
+                for e in backend.endpoints}
 
 
 # ============================================================== controller
@@ -533,12 +543,35 @@ class GatewayController:
                            self._health(ns, group, "InferencePool", name, port),
                            self._timeout(ns, group, "InferencePool", name),
                            epp_available=self._epp_available(ns, picker.get("name")),
-                           fail_open=picker.get("failureMode", "FailClose") == "FailOpen")
+                           fail_open=picker.get("failureMode", "FailClose") == "FailOpen",
+                           epp_weights=self._epp_weights(ns, picker.get("name")))
         return Backend("Unresolved", f"{ns}/{name}", weight, [], {}, DEFAULT_TIMEOUT_SEC)
 
     def _epp_available(self, namespace, service_name):
         service = self.informers["services"].get(namespace, service_name) if service_name else None
         return bool(service and self.ready_pods(namespace, service["spec"].get("selector") or {}))
+
+    def _epp_weights(self, namespace, service_name):
+        """Scorer weights the pool's endpoint picker runs with: its pods' ``--config-text`` (what KServe writes into
+        the scheduler Deployment), KServe's default profile when the pods carry none."""
+        service = self.informers["services"].get(namespace, service_name) if service_name else None
+        pods = self.ready_pods(namespace, service["spec"].get("selector") or {}) if service else []
+        for pod in pods:
+            for container in pod["spec"].get("containers") or []:
+                args = list(container.get("args") or [])
+                for index in range(len(args) - 1):
+                    if args[index] in ("--config-text", "-config-text", "--configText", "-configText"):
+                        try:
+                            weights, ignored = weights_from_config(args[index + 1])
+                        except (ValueError, yaml.YAMLError) as exc:
+                            LOG.warning("EPP pod %s/%s: --config-text not usable (%s); KServe's default profile "
+                                        "is simulated", namespace, pod["metadata"]["name"], exc)
+                            return dict(KSERVE_DEFAULT_WEIGHTS)
+                        if ignored:
+                            LOG.info("EPP pod %s/%s: scorers %s are not simulated", namespace,
+                                     pod["metadata"]["name"], ", ".join(ignored))
+                        return weights
+        return dict(KSERVE_DEFAULT_WEIGHTS)
 
     def _health(self, namespace, group, kind, name, serving_port):
         policy = self.policy_for("healthchecks", namespace, group, kind, name)
@@ -665,11 +698,49 @@ class HealthChecker:
                 entry["healthy"] = False
 
 
+class MetricsScraper:
+    """The EPP's metrics refresh: scrapes every pool endpoint's ``/metrics`` for the scorers' inputs.
+
+    gateway-api-inference-extension refreshes every 50 ms by default (``--refresh-metrics-interval``,
+    DefaultRefreshMetricsInterval in pkg/epp/server/runserver.go); here 50 ms x LOCALCLUSTER_TIME_SCALE, at least
+    20 ms. A failed scrape keeps the
+    last values (the EPP keeps stale metrics too).
+    """
+
+    def __init__(self, time_scale):
+        self.interval = max(0.02, 0.05 * time_scale)
+        self.values = {}  # "ip:port" -> {metric: value}
+
+    async def run(self, get_snapshot, session):
+        timeout = aiohttp.ClientTimeout(total=2)
+        while True:
+            targets = get_snapshot().metrics_targets()
+            for key in [k for k in self.values if tuple(k.rsplit(":", 1)) not in
+                        {(ip, str(port)) for ip, port in targets}]:
+                del self.values[key]
+            results = await asyncio.gather(*(self._scrape(session, ip, port, timeout) for ip, port in targets))
+            for (ip, port), values in zip(targets, results, strict=True):
+                if values is not None:
+                    self.values[f"{ip}:{port}"] = values
+            await asyncio.sleep(self.interval)
+
+    @staticmethod
+    async def _scrape(session, ip, port, timeout):
+        try:
+            async with session.get(f"http://{ip}:{port}/metrics", timeout=timeout) as resp:
+                if resp.status != 200:
+                    return None
+                return parse_metrics(await resp.text())
+        except Exception:
+            return None
+
+
 class DataPlane:
     def __init__(self, address, time_scale):
         self.address = address
         self.snapshot = Snapshot()
         self.health = HealthChecker(time_scale)
+        self.metrics = MetricsScraper(time_scale)
         self.inflight = {}
         self.pickers = {}
         self.round_robin = {}
@@ -687,6 +758,7 @@ class DataPlane:
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()
         self.loop.create_task(self.health.run(lambda: self.snapshot, self.session))
+        self.loop.create_task(self.metrics.run(lambda: self.snapshot, self.session))
 
     def bind_ports_threadsafe(self, ports):
         future = asyncio.run_coroutine_threadsafe(self._bind(ports), self.loop)
@@ -768,11 +840,13 @@ class DataPlane:
                     payload = json.loads(body) if body else {}
                 except ValueError:
                     payload = {}
-                picker = self.pickers.setdefault(backend.key, PrefixAwarePicker())
+                weights = KSERVE_DEFAULT_WEIGHTS if backend.epp_weights is None else backend.epp_weights
+                picker = self.pickers.setdefault((backend.key, tuple(sorted(weights.items()))),
+                                                 PrefixAwarePicker(weights=weights))
                 picker.index.forget_missing({f"{e.ip}:{e.port}" for e in backend.endpoints})
                 by_name = {f"{e.ip}:{e.port}": e for e in healthy}
-                inflight = {name: self.inflight.get((e.ip, e.port), 0) for name, e in by_name.items()}
-                chosen, matched, total = picker.pick(list(by_name), prompt_text(path, payload), inflight)
+                metrics = {name: self.metrics.values.get(name, {}) for name in by_name}
+                chosen, matched, total = picker.pick(list(by_name), prompt_text(path, payload), metrics)
                 return by_name[chosen], f"epp(prefix {matched}/{total} blocks)"
             if not backend.fail_open:
                 return None, "epp-unavailable"

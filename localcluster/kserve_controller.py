@@ -898,6 +898,8 @@ class Controller:
         for container in pod_spec.get("containers") or []:
             if "command" in container:
                 container["command"] = [c for c in container["command"] if c != ""]
+            if container.get("name") == "main":
+                container["args"] = list(container.get("args") or []) + self.scheduler_config_args(svc, container)
             if self.server_minor < 24:
                 downgrade_grpc_probes(container)
         return {
@@ -910,6 +912,25 @@ class Controller:
                                                "annotations": dict(scheduler.get("annotations") or {})},
                                   "spec": pod_spec}},
         }
+
+    def scheduler_config_args(self, svc, main):
+        """``preserveSchedulerConfig`` (kserve/kserve v0.20.0 pkg/controller/v1alpha2/llmisvc/scheduler.go).
+
+        Inline ``router.scheduler.config.inline`` wins; a config flag already in the template's args is kept; the
+        current Deployment's flag is preserved; else the default EndpointPickerConfig (``schedulerConfigText``).
+        """
+        inline = ((svc["spec"]["router"]["scheduler"].get("config") or {}).get("inline"))
+        if inline is not None:
+            return ["--config-text", inline if isinstance(inline, str) else json.dumps(inline)]
+        if _config_flag(main.get("args")):
+            return []
+        current = (self.informers.get("deployments") or {}) and self.informers["deployments"].get(
+            svc["metadata"]["namespace"], render.child_name(svc["metadata"]["name"], "-kserve-router-scheduler"))
+        for container in ((((current or {}).get("spec") or {}).get("template") or {}).get("spec") or {}).get(
+                "containers") or []:
+            if container.get("name") == "main" and _config_flag(container.get("args")):
+                return _config_flag(container.get("args"))
+        return ["--config-text", DEFAULT_SCHEDULER_CONFIG]
 
     def expected_epp_service(self, svc):
         name, namespace = svc["metadata"]["name"], svc["metadata"]["namespace"]
@@ -1228,6 +1249,44 @@ def _api_message(exc):
 
 def _ready_status(status):
     return next((c["status"] for c in (status or {}).get("conditions") or [] if c["type"] == "Ready"), None)
+
+
+# kserve/kserve v0.20.0 pkg/controller/v1alpha2/llmisvc/scheduler.go, schedulerConfigText: the single-profile
+# default for an llmisvc without prefill and without LoRA adapters.
+DEFAULT_SCHEDULER_CONFIG = """
+apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: single-profile-handler
+- type: queue-scorer
+- type: kv-cache-utilization-scorer
+- type: prefix-cache-scorer
+- type: no-hit-lru-scorer
+- type: max-score-picker
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: queue-scorer
+    weight: 2
+  - pluginRef: kv-cache-utilization-scorer
+    weight: 2
+  - pluginRef: prefix-cache-scorer
+    weight: 3
+  - pluginRef: no-hit-lru-scorer
+    weight: 2
+  - pluginRef: max-score-picker
+"""
+SCHEDULER_CONFIG_FLAGS = ("--config-text", "-config-text", "--configText", "-configText",
+                          "--config-file", "-config-file", "--configFile", "-configFile")
+
+
+def _config_flag(args):
+    """[flag, value] of the first scheduler config flag in ``args`` (``configFlagFromContainers``), else []."""
+    args = list(args or [])
+    for index in range(len(args) - 1):
+        if args[index] in SCHEDULER_CONFIG_FLAGS:
+            return [args[index], args[index + 1]]
+    return []
 
 
 def _route_migrated(route):

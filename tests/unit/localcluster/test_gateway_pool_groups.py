@@ -125,3 +125,22 @@ def test_setting_is_validated_naming_the_variable():
     assert gateway.v1alpha2_pool_mode({gateway.V1ALPHA2_POOLS_ENV: "Reject"}) == "reject"
     with pytest.raises(ValueError, match="GATEWAY_INFERENCEPOOL_V1ALPHA2='maybe'"):
         gateway.v1alpha2_pool_mode({gateway.V1ALPHA2_POOLS_ENV: "maybe"})
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ([], gateway.KSERVE_DEFAULT_WEIGHTS),
+    (["--config-text", "plugins: [{type: queue-scorer}]\nschedulingProfiles:\n- name: default\n  plugins:\n"
+                       "  - {pluginRef: queue-scorer, weight: 2}\n"], {"queue-scorer": 2.0}),
+])
+def test_backend_uses_the_epp_pods_config_text(args, expected):
+    ctrl, _kube, _gw, route = _controller("accept", POOL_GROUP)
+    epp_labels = {"app": "epp"}
+    ctrl.informers["services"] = Store({"metadata": {"name": "m-epp-service", "namespace": NS},
+                                        "spec": {"selector": epp_labels}})
+    epp = _pod("epp-0", "10.0.0.9")
+    epp["metadata"]["labels"] = epp_labels
+    epp["spec"]["containers"] = [{"name": "main", "args": ["--pool-name", POOL] + args}]
+    ctrl.informers["pods"].objs[(NS, "epp-0")] = epp
+    backend = ctrl._backend(NS, route["spec"]["rules"][0]["backendRefs"][0])
+    assert backend.epp_available and backend.epp_weights == expected
+    assert sorted(e.pod for e in backend.endpoints) == ["m-0", "m-1"]

@@ -247,6 +247,39 @@ def test_gke_policies_target_pool_and_workload_service(rendered, case_id):
     assert len({p["metadata"]["name"] for p in policies}) == len(policies)
 
 
+@pytest.mark.parametrize("case_id", RENDERED_IDS)
+def test_scheduler_renders_what_the_catalog_says(rendered, case_id):
+    # prefix_cache_aware true: `scheduler: {}`, KServe v0.20 injects its default profile (prefix-cache 3, queue 2,
+    # kv-cache-utilization 2, no-hit-lru 2; kserve/kserve v0.20.0 pkg/controller/v1alpha2/llmisvc/scheduler.go).
+    # false: an inline EndpointPickerConfig with the load scorers only.
+    pattern = rendered[case_id]["pattern"]
+    scheduler = rendered[case_id]["manifests"]["llmisvc"]["spec"]["router"]["scheduler"]
+    if pattern["scheduler"]["prefix_cache_aware"]:
+        assert scheduler == {}
+        return
+    config = scheduler["config"]["inline"]
+    assert config["kind"] == "EndpointPickerConfig"
+    plugin_types = {p["type"] for p in config["plugins"]}
+    assert "prefix-cache-scorer" not in plugin_types and "no-hit-lru-scorer" not in plugin_types
+    profile = config["schedulingProfiles"][0]["plugins"]
+    assert {p["pluginRef"]: p.get("weight") for p in profile} == {
+        "queue-scorer": 2, "kv-cache-utilization-scorer": 2, "max-score-picker": None}
+
+
+def test_prefix_caching_and_tpu_dtype_in_the_manifest(rendered):
+    def argv(name):
+        return shlex.split(_main(rendered[f"{name}-v1alpha1"]["manifests"]["llmisvc"])["args"][0])
+    # Pattern 1 is the baseline without prefix caching: vLLM V1 caches by default, so it is turned off.
+    assert "--no-enable-prefix-caching" in argv("p1-tpu") and "--enable-prefix-caching" not in argv("p1-tpu")
+    assert "without prefix caching" in rendered["p1-tpu-v1alpha1"]["pattern"]["description"]
+    for name in ("p3-tpu", "p3-gpu"):
+        assert "--enable-prefix-caching" in argv(name) and "--no-enable-prefix-caching" not in argv(name)
+    # vLLM's TPU backend runs bfloat16 whatever is asked (vllm-project/vllm vllm/platforms/tpu.py).
+    for name in ("p1-tpu", "p3-tpu"):
+        dtypes = [a for a in argv(name) if a.startswith("--dtype")]
+        assert dtypes == ["--dtype=bfloat16"]
+
+
 def test_seed_catalog_values(rendered):
     tpu1, tpu3, gpu3 = (rendered[f"{n}-v1alpha1"]["pattern"] for n in ("p1-tpu", "p3-tpu", "p3-gpu"))
     assert [tpu1["replicas"], tpu3["replicas"], gpu3["replicas"]] == [1, 3, 3]
