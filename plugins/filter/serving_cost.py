@@ -93,6 +93,7 @@ def _validated_book(book, where):
         "name": str(book.get("name") or "custom"),
         "source": str(book.get("source") or "not given"),
         "date": str(book.get("date") or "not given"),
+        "provisioning": str(book.get("provisioning") or "not given"),
         "hourly": {},
         "fixed_daily": {},
         "sources": _validated_sources(book.get("sources"), where),
@@ -198,7 +199,8 @@ def serving_cost(pattern, price_book, throughput_rps=None, utilization=1.0, hour
         "cost_per_million_requests_usd": per_million,
         "replica_hourly_usd": sum(line["hourly_usd"] for line in lines if line["kind"] != "fixed") / replicas,
         "breakdown": lines,
-        "price_book": {"name": book["name"], "source": book["source"], "date": book["date"]},
+        "price_book": {"name": book["name"], "source": book["source"], "date": book["date"],
+                       "provisioning": book["provisioning"]},
         "assumptions": {
             "replicas": replicas, "accelerator_count": count, "accelerator_type": accelerator_type,
             "machine_type": machine_type, "machine_priced_separately": bool(machine_type)

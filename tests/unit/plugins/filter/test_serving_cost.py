@@ -80,6 +80,7 @@ def test_built_in_books_exist_with_source_and_date():
         assert name in books
         book = serving_cost(P1_TPU, name)["price_book"]
         assert book["name"] == name and book["source"] != "not given" and book["date"] != "not given"
+        assert book["provisioning"] in ("on-demand", "spot", "seed-estimate")
 
 
 @pytest.mark.parametrize("book, pattern, daily", [
