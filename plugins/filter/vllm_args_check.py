@@ -134,6 +134,23 @@ def vllm_args_check(args, source="vllm_args", extra_flags=None, reserved=None, v
     return list(_tokens(args))
 
 
+def vllm_metric_names(pattern):
+    """{engine, kv_cache_usage, prefix_cache_hits, prefix_cache_queries, prefix_cache_hit_rate, requests} for a
+    pattern's image (vllm_version) on its accelerator; every value None when the pattern names no vllm_version."""
+    pattern = pattern or {}
+    version = pattern.get("vllm_version")
+    accelerator = (pattern.get("accelerator") or {}).get("type") or pattern.get("accelerator_type")
+    if not version:
+        return {"vllm_version": None, "engine": None, **{role: None for role in vllm_versions.METRIC_ROLES}}
+    try:
+        shown = vllm_versions.shows_hidden_metrics(version, list(pattern.get("vllm_args") or []))
+        names = vllm_versions.metric_names(version, accelerator, show_hidden=shown)
+        engine = vllm_versions.engine_for(version, accelerator)
+    except ValueError as err:
+        raise AnsibleFilterError(f"vllm_version: {err}") from err
+    return {"vllm_version": version, "engine": engine, **names}
+
+
 class FilterModule:
     def filters(self):
-        return {"vllm_args_check": vllm_args_check}
+        return {"vllm_args_check": vllm_args_check, "vllm_metric_names": vllm_metric_names}

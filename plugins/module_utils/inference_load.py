@@ -26,6 +26,8 @@ import time
 import traceback
 import urllib.parse
 
+from ansible_collections.llm_serving.gke.plugins.module_utils.vllm_versions import METRIC_ROLES
+
 try:
     import aiohttp
 
@@ -48,14 +50,15 @@ LOAD_MODELS = ("concurrency", "poisson")
 WORKLOADS = ("distinct", "shared_prefix")
 ENDPOINTS = ("completions", "chat")
 
-# vLLM metric names, newest first (v1 engine names, then the older ones still seen in the field).
-PREFIX_HITS_METRICS = ("vllm:prefix_cache_hits_total", "vllm:prefix_cache_hits", "vllm:gpu_prefix_cache_hits_total")
-PREFIX_QUERIES_METRICS = (
-    "vllm:prefix_cache_queries_total",
-    "vllm:prefix_cache_queries",
-    "vllm:gpu_prefix_cache_queries_total",
-)
-REQUEST_COUNT_METRICS = ("vllm:request_success_total", "vllm:e2e_request_latency_seconds_count")
+# vLLM metric names by role, from the collection's vLLM version table (vllm_versions.METRIC_ROLES: the V1
+# token counters of 0.9+ first, then V1's deprecated gpu_* names of 0.8/0.9), plus names without _total.
+PREFIX_HITS_METRICS = METRIC_ROLES["prefix_cache_hits"] + ("vllm:prefix_cache_hits",)
+PREFIX_QUERIES_METRICS = METRIC_ROLES["prefix_cache_queries"] + ("vllm:prefix_cache_queries",)
+# The V0 engine (vLLM < 0.11 on GPUs below compute capability 8.0, e.g. the T4) has no such counters, only the
+# gauge vllm:gpu_prefix_cache_hit_rate: block hit rate since the engine started, exposed by vLLM 0.8/0.9 with
+# --show-hidden-metrics-for-version=<previous minor> (vllm-project/vllm v0.8.4 vllm/engine/metrics.py).
+PREFIX_HIT_RATE_METRICS = METRIC_ROLES["prefix_cache_hit_rate"]
+REQUEST_COUNT_METRICS = METRIC_ROLES["requests"] + ("vllm:e2e_request_latency_seconds_count",)
 
 _WORDS = (
     "cluster", "node", "pool", "gateway", "route", "model", "token", "cache", "prefix", "block", "replica",
@@ -662,11 +665,15 @@ def _first_present(totals, names):
 
 
 def replica_counters(totals):
-    return {
+    counters = {
         "prefix_cache_hits": _first_present(totals, PREFIX_HITS_METRICS),
         "prefix_cache_queries": _first_present(totals, PREFIX_QUERIES_METRICS),
         "requests": _first_present(totals, REQUEST_COUNT_METRICS),
     }
+    hit_rate = _first_present(totals, PREFIX_HIT_RATE_METRICS)
+    if hit_rate is not None:  # V0 engine
+        counters["prefix_cache_hit_rate"] = hit_rate
+    return counters
 
 
 async def scrape_replicas(config):
@@ -704,11 +711,22 @@ def cache_report(before, after):
     hits = sum(r["prefix_cache_hits"] or 0 for r in replicas.values())
     queries = sum(r["prefix_cache_queries"] or 0 for r in replicas.values())
     requests = sum(r["requests"] or 0 for r in replicas.values())
-    for counters in replicas.values():
+    gauges = {}
+    for url, counters in replicas.items():
         counters["hit_rate"] = _ratio(counters["prefix_cache_hits"], counters["prefix_cache_queries"])
         counters["request_share"] = _ratio(counters["requests"], requests)
+        gauge = after[url].get("prefix_cache_hit_rate")
+        if counters["prefix_cache_queries"] is None and gauge is not None:  # V0: only the since-start gauge
+            counters["hit_rate"] = gauges[url] = gauge
+    hit_rate, metric = _ratio(hits, queries), f"{PREFIX_HITS_METRICS[0]} / {PREFIX_QUERIES_METRICS[0]} (deltas)"
+    if hit_rate is None and gauges:  # weighted by the requests each V0 replica served in the run
+        weights = {url: replicas[url]["requests"] or 0 for url in gauges}
+        total = sum(weights.values())
+        hit_rate = (sum(gauges[u] * weights[u] for u in gauges) / total if total
+                    else sum(gauges.values()) / len(gauges))
+        metric = f"{PREFIX_HIT_RATE_METRICS[0]} (V0 engine gauge: block hit rate since the replica started)"
     return {
-        "hit_rate": _ratio(hits, queries), "prefix_cache_hits": hits, "prefix_cache_queries": queries,
+        "hit_rate": hit_rate, "hit_rate_metric": metric, "prefix_cache_hits": hits, "prefix_cache_queries": queries,
         "requests": requests, "replicas": replicas, "errors": errors,
     }
 

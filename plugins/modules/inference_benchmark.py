@@ -32,6 +32,9 @@ description:
   - With O(metrics_urls), scrapes each replica's C(/metrics) when the warm-up ends and after the step, and reports
     the prefix-cache hit rate from the deltas of C(vllm:prefix_cache_hits_total) and
     C(vllm:prefix_cache_queries_total) and each replica's share of the requests from C(vllm:request_success_total).
+    A replica on vLLM's V0 engine (vLLM before 0.11 on a GPU below compute capability 8.0, such as the T4) has no
+    such counters; its hit rate is the gauge C(vllm:gpu_prefix_cache_hit_rate) (block hit rate since the replica
+    started; vLLM 0.8 and 0.9 expose it only with C(--show-hidden-metrics-for-version=<previous minor>)).
   - Output token counts come from the server's C(usage) (C(stream_options.include_usage)); no tokenizer is needed.
 author:
   - llm_serving.gke maintainers (@llm-serving)
@@ -238,7 +241,8 @@ summary:
           C(success_rate), C(duration_s), C(requests_per_s), C(output_tokens_per_s), C(output_tokens),
           C(ttft_ms), C(itl_ms), C(tpot_ms), C(e2e_ms) (each with C(count), C(mean), C(min), C(max), C(p50),
           C(p90), C(p95), C(p99)), C(errors) (count per class), C(error_examples) and C(cache).
-        - C(cache) is null without O(metrics_urls); otherwise C(hit_rate), C(prefix_cache_hits),
+        - C(cache) is null without O(metrics_urls); otherwise C(hit_rate), C(hit_rate_metric) (the metric it
+          comes from), C(prefix_cache_hits),
           C(prefix_cache_queries), C(requests), C(errors) and C(replicas) (per URL the counter deltas, C(hit_rate)
           and C(request_share)).
       type: list

@@ -1,0 +1,59 @@
+"""The benchmark's cache hit rate reads the metric names the image's vLLM exposes (V0 on a T4, V1 elsewhere)."""
+import asyncio
+
+import pytest
+
+from ansible_collections.llm_serving.gke.plugins.module_utils import inference_load as load
+from localcluster import tokens, vllm_flags, vllm_sim
+
+SHARED = " ".join(f"policy{i}" for i in range(64))
+
+
+def _exposition(version, accelerator, argv, prompts):
+    args = vllm_flags.parse_vllm_args(argv, vllm_version=version)
+    config = vllm_sim.SimConfig.from_vllm_args(args, accelerator, devices=1, vllm_version=version, zero_latency=True)
+
+    async def scenario():
+        engine = vllm_sim.Engine(config)
+        engine.start()
+        try:
+            for prompt in prompts:
+                toks = tokens.tokenize(prompt)
+                seq = vllm_sim.Sequence(len(toks), tokens.block_hashes(toks), 2)
+                engine.submit(seq)
+                while await seq.events.get() is not None:
+                    pass
+        finally:
+            await engine.stop()
+        return engine.metrics.exposition().decode()
+    return asyncio.run(scenario())
+
+
+def test_v0_t4_replica_hit_rate_comes_from_the_v0_gauge():
+    argv = ["--dtype=half", "--enable-prefix-caching", "--show-hidden-metrics-for-version=0.7"]
+    before = {"r": load.replica_counters(load.parse_prometheus(
+        _exposition("0.8.4", "nvidia-tesla-t4", argv, [])))}
+    after = {"r": load.replica_counters(load.parse_prometheus(
+        _exposition("0.8.4", "nvidia-tesla-t4", argv, [SHARED + " one", SHARED + " two"])))}
+    assert after["r"]["prefix_cache_queries"] is None  # V0 has no token counters
+    report = load.cache_report(before, after)
+    assert report["hit_rate"] == pytest.approx(after["r"]["prefix_cache_hit_rate"])
+    assert 0 < report["hit_rate"] < 1
+    assert report["hit_rate_metric"].startswith("vllm:gpu_prefix_cache_hit_rate")
+
+
+def test_v1_replica_hit_rate_still_comes_from_counter_deltas():
+    before = {"r": load.replica_counters(load.parse_prometheus(_exposition("0.10.1.1", "tpu-v6e-slice", [], [])))}
+    after = {"r": load.replica_counters(load.parse_prometheus(
+        _exposition("0.10.1.1", "tpu-v6e-slice", [], [SHARED + " one", SHARED + " two"])))}
+    report = load.cache_report(before, after)
+    assert "prefix_cache_hit_rate" not in after["r"]
+    assert report["hit_rate"] == pytest.approx(after["r"]["prefix_cache_hits"] / after["r"]["prefix_cache_queries"])
+    assert report["hit_rate_metric"].startswith("vllm:prefix_cache_hits_total")
+
+
+def test_metric_names_come_from_the_version_table():
+    from ansible_collections.llm_serving.gke.plugins.module_utils import vllm_versions
+    assert vllm_versions.METRIC_ROLES["prefix_cache_hit_rate"] == load.PREFIX_HIT_RATE_METRICS
+    assert vllm_versions.metric_names("0.8.4", "nvidia-tesla-t4")["prefix_cache_hit_rate"] is None  # hidden
+    assert vllm_versions.metric_names("0.12.0", "nvidia-tesla-t4")["kv_cache_usage"] == "vllm:kv_cache_usage_perc"
