@@ -277,6 +277,9 @@ def extract_metrics(release, path):
             for child in node.orelse:
                 visit(child, in_hidden)
             return
+        if (isinstance(node, ast.Assign) and [ast.unparse(t) for t in node.targets] == ["name"]
+                and isinstance(node.value, ast.Constant) and str(node.value.value).startswith("vllm:")):
+            (hidden if in_hidden else shown).add(node.value.value)  # name = "vllm:cache_config_info" (an Info gauge)
         if isinstance(node, ast.Call):
             name = next((kw.value.value for kw in node.keywords if kw.arg == "name"
                          and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str)), None)
