@@ -33,6 +33,10 @@ MACHINE_TYPES = {
                          "tpu": {"accelerator": "tpu-v6e-slice", "chips": 8, "topology": "2x4"}},
     "ct5lp-hightpu-4t": {"guestCpus": 112, "memoryMb": 196608, "family": "ct5lp", "boot_seconds": 300,
                          "tpu": {"accelerator": "tpu-v5-lite-podslice", "chips": 4, "topology": "2x2"}},
+    # TPU7x (Ironwood): 4 chips, 224 vCPUs and 960 GB of RAM per VM (https://cloud.google.com/tpu/docs/tpu7x);
+    # GKE accelerator label tpu7x. Not offered in any simulated zone (access goes through Google's account team).
+    "tpu7x-standard-4t": {"guestCpus": 224, "memoryMb": 983040, "family": "tpu7x", "boot_seconds": 300,
+                          "tpu": {"accelerator": "tpu7x", "chips": 4, "topology": "2x2x1"}},
 }
 
 # GPU accelerator types (Compute API acceleratorTypes) and the machine families that can attach them.
@@ -45,14 +49,19 @@ ACCELERATOR_TYPES = {
                   "quota_metric": "NVIDIA_L4_GPUS", "boot_seconds": 120},
 }
 
-# TPU slice accelerators: multi-host topologies valid for each machine type (single-host = its own topology).
+# TPU slice accelerators: topologies valid for each machine type (its own single-host topology first). v6e from
+# "Supported configurations" of https://cloud.google.com/tpu/docs/v6e (2x2 is ct6e-standard-4t's own, 1 VM; 2x4 on
+# ct6e-standard-4t is 2 VMs). TPU7x multi-host slices use a workload policy instead of a topology
+# (https://cloud.google.com/kubernetes-engine/docs/concepts/tpu-ironwood), so only its single-host shape is listed.
 TPU_TOPOLOGIES = {
     "ct6e-standard-1t": ("1x1",),
     "ct6e-standard-4t": ("2x2", "2x4", "4x4", "4x8", "8x8", "8x16", "16x16"),
     "ct6e-standard-8t": ("2x4",),
     "ct5lp-hightpu-4t": ("2x2", "2x4", "4x4", "4x8", "8x8", "8x16", "16x16"),
+    "tpu7x-standard-4t": ("2x2x1",),
 }
-TPU_QUOTA_METRICS = {"tpu-v6e-slice": "TPU_V6E_SLICE", "tpu-v5-lite-podslice": "TPU_LITE_PODSLICE_V5"}
+TPU_QUOTA_METRICS = {"tpu-v6e-slice": "TPU_V6E_SLICE", "tpu-v5-lite-podslice": "TPU_LITE_PODSLICE_V5",
+                     "tpu7x": "TPU_7X"}
 
 _CPU_ONLY = ("e2-medium", "e2-standard-4", "e2-standard-8", "n1-standard-4", "n1-standard-8", "n1-standard-16",
              "n2-standard-4", "n2-standard-8")

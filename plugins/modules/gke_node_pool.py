@@ -93,9 +93,19 @@ options:
         choices: [DEFAULT, LATEST, INSTALLATION_DISABLED]
   tpu_topology:
     description:
-      - TPU slice topology for multi-host TPU slices only (for example V(4x4) on V(ct6e-standard-4t)).
-      - Must not be set for single-host slices such as V(ct6e-standard-4t) on its own (2x2); GKE derives it
-        from the machine type and rejects an explicit value. The module refuses it before calling the API.
+      - TPU slice topology. For a multi-host slice (for example V(4x4) on V(ct6e-standard-4t), 4 nodes) the pool
+        is that one slice, so O(autoscaling.max_node_count) must equal its node count.
+      - The machine type's own single-host topology is accepted and is the same as leaving the option unset; GKE
+        derives it from the machine type, so the module does not send it. Google's TPU v6e table
+        (U(https://cloud.google.com/tpu/docs/v6e), "Supported configurations") lists V(2x2) for
+        V(ct6e-standard-4t), V(1x1) for V(ct6e-standard-1t) and V(2x4) for V(ct6e-standard-8t).
+      - Shapes the TPU generation does not have are refused before any call, for example V(2x2x1) on
+        V(ct6e-standard-4t) (v6e slices are 2-D; GKE answers C(Could not find TPU topology)). TPU7x
+        (V(tpu7x-standard-4t)) places multi-host slices with a workload policy rather than a topology
+        (U(https://cloud.google.com/kubernetes-engine/docs/concepts/tpu-ironwood)), so only its own V(2x2x1) is
+        accepted.
+      - The TPU machine types, their chips per VM and topologies come from one table (C(TPU_MACHINE_TYPES) in
+        C(plugins/module_utils/gke_container.py)), which the C(nodepool) role also uses.
     type: str
   spot:
     description: Use Spot VMs for the nodes.
@@ -210,7 +220,7 @@ notes:
     35m ... [GCE_STOCKOUT]) (as reported in NVIDIA/aicr#2764 and akka/akka-core#32992; not a documented limit).
     The module keeps waiting within O(timeout) (default 2700 s, longer than that) and then reports the stockout.
   - A pool in status C(ERROR) or C(RUNNING_WITH_ERROR) (partially usable, for example after a stockout left a zone
-    short; both are error states for Terraform's C(containerNodePoolRestingStates)) is not changed: the task fails
+    short; both are error states for Terraform's C(containerNodePoolRestingStates)) is not changed; the task fails
     with the pool's C(conditions) unless O(recreate=true).
   - Operations are serialized by GKE per cluster; run several node-pool tasks one after another
     (C(throttle) or a loop), or rely on the retry while another operation is in progress.

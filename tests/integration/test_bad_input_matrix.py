@@ -74,7 +74,7 @@ CASES = [
     Case("model_name_empty", r"model_name must not be empty", overrides={"model_name": ""}),
     Case("tpu_topology_single_host_profile", r"nodepool_profile\.tpu_topology",
          extra_vars={"nodepool_profile": {"machine_type": "ct6e-standard-4t", "accelerator_type": "tpu-v6e-slice",
-                                          "accelerator_count": 4, "tpu_topology": "2x2"}},
+                                          "accelerator_count": 4, "tpu_topology": "2x2x1"}},
          playbook=TPU_PLAYBOOK),
     Case("tpu_topology_multi_host_in_pattern", r"tpu_topology",
          overrides={"accelerator": {"tpu_topology": "4x4",

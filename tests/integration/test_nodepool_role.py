@@ -125,7 +125,7 @@ def test_check_mode_writes_nothing(sim, pool_name, role_play):
 
 
 @pytest.mark.parametrize("overrides, expected", [
-    ({"nodepool_profile": {**TPU_V6E_4, "tpu_topology": "2x2"}}, "nodepool_profile.tpu_topology"),
+    ({"nodepool_profile": {**TPU_V6E_4, "tpu_topology": "2x2x1"}}, "nodepool_profile.tpu_topology"),
     ({"nodepool_replicas": 3, "nodepool_max_node_count": 2}, "nodepool_max_node_count"),
     ({"nodepool_profile": {**TPU_V6E_4, "machine_type": "ct5lp-hightpu-4t"}},
      "do not offer machine type 'ct5lp-hightpu-4t' (nodepool_profile.machine_type)"),

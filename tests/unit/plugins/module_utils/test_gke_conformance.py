@@ -335,3 +335,78 @@ def test_simulator_partial_stockout_on_resize_is_running_with_error_and_module_r
     assert pool["status"] == "RUNNING_WITH_ERROR" and pool["conditions"][0]["code"] == "GCE_STOCKOUT"
     with pytest.raises(gc.GkeError, match="RUNNING_WITH_ERROR"):
         run(api, params(autoscaling={"enabled": False}, node_count=2))
+
+
+# Item 6: TPU topology facts, one table ----------------------------------------------------------------------------
+
+def tpu(**overrides):
+    values = {"name": "tpu", "machine_type": "ct6e-standard-4t", "initial_node_count": 1,
+              "autoscaling": {"enabled": True, "min_node_count": 0, "max_node_count": 3, "location_policy": None}}
+    values.update(overrides)
+    return params(**values)
+
+
+def test_own_single_host_topology_is_accepted_and_the_same_as_unset():
+    """Google's v6e table lists 2x2 as the topology of ct6e-standard-4t (https://cloud.google.com/tpu/docs/v6e)."""
+    gc.validate_params(tpu(tpu_topology="2x2"))
+    body = gc.build_node_pool(tpu(tpu_topology="2x2"))
+    assert "placementPolicy" not in body
+    for reported in ({}, {"placementPolicy": {"tpuTopology": "2x2"}}):  # whether or not GKE reports it
+        current = gc.current_view(dict(reported, config={"machineType": "ct6e-standard-4t"}))
+        changes = gc.compute_diff(gc.desired_view(tpu(tpu_topology="2x2")), current)
+        assert [c for c in changes if c["field"] == "tpu_topology"] == []
+    for machine, own in (("ct6e-standard-1t", "1x1"), ("ct6e-standard-8t", "2x4"), ("ct5p-hightpu-4t", "2x2x1"),
+                         ("tpu7x-standard-4t", "2x2x1")):
+        gc.validate_tpu(machine, own, max_node_count=3)
+
+
+@pytest.mark.parametrize(("machine", "topology", "text"), [
+    ("ct6e-standard-4t", "2x2x1", "not a TPU v6e slice shape"),
+    ("ct6e-standard-8t", "4x4", "forms no multi-host slices"),
+    ("ct5p-hightpu-4t", "4x4", "3-D shapes"),
+    ("tpu7x-standard-4t", "2x2x2", "workload policy"),
+])
+def test_shapes_the_generation_does_not_have_are_refused(machine, topology, text):
+    with pytest.raises(gc.GkeError) as err:
+        gc.validate_tpu(machine, topology)
+    assert text in err.value.message and "tpu_topology" in err.value.message
+
+
+def test_multi_host_shapes_from_the_v6e_table_are_one_slice_per_pool():
+    gc.validate_tpu("ct6e-standard-4t", "2x4", max_node_count=2)  # 8 chips on 2 VMs
+    gc.validate_tpu("ct6e-standard-4t", "16x16", max_node_count=64)
+    gc.validate_tpu("ct5p-hightpu-4t", "2x2x2", max_node_count=2)
+    with pytest.raises(gc.GkeError, match="max_node_count must be 4"):
+        gc.validate_tpu("ct6e-standard-4t", "4x4", max_node_count=3)
+
+
+def test_one_table_has_current_types_and_the_role_has_none():
+    from pathlib import Path
+    import yaml
+    assert gc.TPU_MACHINE_TYPES["tpu7x-standard-4t"]["chips"] == 4
+    assert gc.TPU_CHIPS_PER_VM["ct6e-standard-4t"] == 4
+    root = Path(gc.__file__).resolve().parents[2]
+    role_vars = yaml.safe_load((root / "roles/nodepool/vars/main.yml").read_text())
+    assert not any("tpu" in key for key in role_vars)
+    assert "llm_serving.gke.tpu_topology_error" in (root / "roles/nodepool/tasks/validate.yml").read_text()
+
+
+def test_role_filter_uses_the_module_table():
+    from ansible_collections.llm_serving.gke.plugins.filter.tpu_topology_error import FilterModule
+    check = FilterModule().filters()["tpu_topology_error"]
+    assert check("2x2", "ct6e-standard-4t", "nodepool_profile.tpu_topology", 3) == ""
+    assert check("", "ct6e-standard-4t") == ""
+    message = check("2x2x1", "ct6e-standard-4t", "nodepool_profile.tpu_topology", "3")
+    assert message.startswith("nodepool_profile.tpu_topology: '2x2x1'")
+    assert "max_node_count must be 4" in check("4x4", "ct6e-standard-4t", "nodepool_profile.tpu_topology", 3)
+
+
+def test_simulator_accepts_the_own_topology_and_knows_tpu7x(api):
+    from localcluster import gke_catalog
+    assert gke_catalog.TPU_TOPOLOGIES["tpu7x-standard-4t"] == ("2x2x1",)
+    status, op = call(api, "POST", f"{BASE}/nodePools", {"nodePool": {
+        "name": "v6e", "initialNodeCount": 1, "placementPolicy": {"tpuTopology": "2x2"},
+        "autoscaling": {"enabled": True, "minNodeCount": 0, "maxNodeCount": 1},
+        "config": {"machineType": "ct6e-standard-4t"}}})
+    assert status == 200, op
+    wait_done(api, op)

@@ -94,12 +94,12 @@ def test_initial_node_count_defaults_to_min_then_one():
 
 # Validation -------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("topology", ["2x2", "2x2x1", "1x1"])
-def test_topology_on_single_host_ct6e_is_refused_naming_the_option(topology):
+@pytest.mark.parametrize("topology", ["2x2x1", "1x1", "3x3"])
+def test_topology_ct6e_does_not_have_is_refused_naming_the_option(topology):
     with pytest.raises(gc.GkeError) as err:
         gc.validate_params(tpu_params(tpu_topology=topology))
     assert err.value.kind == "invalid"
-    assert "tpu_topology" in err.value.message and "single-host" in err.value.message
+    assert "tpu_topology" in err.value.message and "single-host topology is 2x2" in err.value.message
 
 
 def test_multi_host_pool_is_exactly_one_slice():
@@ -111,7 +111,7 @@ def test_multi_host_pool_is_exactly_one_slice():
 
 def test_topology_option_name_is_the_callers():
     with pytest.raises(gc.GkeError, match="nodepool_profile.tpu_topology"):
-        gc.validate_tpu("ct6e-standard-4t", "2x2", option="nodepool_profile.tpu_topology")
+        gc.validate_tpu("ct6e-standard-4t", "2x2x1", option="nodepool_profile.tpu_topology")
 
 
 def test_tpu_accelerator_and_bad_autoscaling_are_refused():
