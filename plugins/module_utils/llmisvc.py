@@ -1423,6 +1423,103 @@ def progress_signature(snapshot):
     )
 
 
+def pod_stage(snapshot, pod):
+    """Where one pod is: unscheduled, scaling-up, pulling, initializing, starting, ready or failing."""
+    status = pod.get("status") or {}
+    conds = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    if conds.get("Ready") == "True":
+        return "ready"
+    on_node = status.get("nodeName") or (pod.get("spec") or {}).get("nodeName") or conds.get("PodScheduled") == "True"
+    if not on_node:
+        autoscaler = [
+            e
+            for e in events_for(snapshot.events, "Pod", meta(pod, "name"))
+            if e.get("reason") in ("TriggeredScaleUp", "NotTriggerScaleUp", "FailedScaleUp")
+        ]
+        if autoscaler and autoscaler[-1].get("reason") == "TriggeredScaleUp":
+            return "scaling-up"
+        return "unscheduled"
+    for cstatus in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        state, detail = container_state(cstatus)
+        if detail.get("reason") in ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "InvalidImageName") or (
+            detail.get("reason") in ("CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+        ):
+            return "failing"
+    for cstatus in status.get("initContainerStatuses") or []:
+        if container_state(cstatus)[0] == "running":
+            return "initializing"
+    for cstatus in status.get("containerStatuses") or []:
+        state, detail = container_state(cstatus)
+        if state == "running" and not cstatus.get("ready"):
+            return "starting"
+        if state == "waiting" and detail.get("reason") == "PodInitializing":
+            return "initializing"
+    return "pulling" if status.get("containerStatuses") or status.get("initContainerStatuses") else "scheduled"
+
+
+PROGRESS_STAGES = ("ready", "starting", "initializing", "pulling", "scheduled", "scaling-up", "unscheduled", "failing")
+
+
+def progress_summary(snapshot, assessment, elapsed=0.0):
+    """What a person watching the wait wants to see: nodes, pods by stage, replicas, the current diagnosis.
+
+    Nodes are counted from the workload pods: a pod with a node is on a Ready node (the scheduler binds only
+    to Ready nodes); a workload pod asking for an accelerator needs a node of its own in the catalog's
+    patterns (one replica per node), so `needed` is the number of such pods (None without accelerators).
+    """
+    pods = live_pods(snapshot.pods)
+    workload = [p for p in pods if pod_component(p) == 0]
+    stages = {}
+    for pod in pods:
+        stage = pod_stage(snapshot, pod)
+        stages[stage] = stages.get(stage, 0) + 1
+    nodes = sorted(
+        {(p.get("status") or {}).get("nodeName") or (p.get("spec") or {}).get("nodeName") for p in workload} - {None}
+    )
+    accelerated = [p for p in workload if accelerator_requests(p)]
+    scaling = sum(1 for p in workload if pod_stage(snapshot, p) == "scaling-up")
+    primary = None if assessment.ready else assessment.primary({})
+    summary = {
+        "elapsed": round(elapsed, 1),
+        "ready": assessment.ready,
+        "nodes": {"ready": len(nodes), "needed": len(accelerated) if accelerated else None, "being_added": scaling},
+        "pods": {stage: stages.get(stage, 0) for stage in PROGRESS_STAGES},
+        "workloads": [
+            {
+                "name": meta(d, "name"),
+                "ready_replicas": (d.get("status") or {}).get("readyReplicas") or 0,
+                "replicas": (d.get("spec") or {}).get("replicas"),
+            }
+            for d in snapshot.deployments
+        ],
+        "diagnosis": primary.as_dict() if primary else {},
+    }
+    summary["line"] = progress_line(snapshot.name, summary)
+    return summary
+
+
+def progress_line(name, summary):
+    nodes = summary["nodes"]
+    node_text = "nodes ready {}".format(nodes["ready"])
+    if nodes["needed"] is not None:
+        node_text += " of {} needed".format(nodes["needed"])
+    if nodes["being_added"]:
+        node_text += " ({} being added)".format(nodes["being_added"])
+    pods = summary["pods"]
+    total = sum(pods.values())
+    pod_text = f"pods {total}"
+    parts = [f"{count} {stage}" for stage, count in pods.items() if count]
+    if parts:
+        pod_text += ": " + ", ".join(parts)
+    text = "{} after {}s: {}; {}".format(name, int(summary["elapsed"]), node_text, pod_text)
+    if summary["ready"]:
+        return text + "; ready"
+    diagnosis = summary["diagnosis"]
+    if diagnosis:
+        text += "; {}: {}: {}".format(diagnosis["component"], diagnosis["reason"], diagnosis["message"])
+    return one_line(text)[:400]
+
+
 def crashing_containers(pods):
     """(pod, container, restartCount, is_init) whose previous log the waiter should read."""
     out = []

@@ -16,6 +16,7 @@ __metaclass__ = type  # noqa: UP001 - Ansible module boilerplate
 
 import contextlib
 import json
+import os
 import random
 import threading
 import time
@@ -31,6 +32,8 @@ except ImportError:  # pragma: no cover - reported by the module through Ansible
     urllib3 = None
 
 RESYNC_PERIOD = 300
+PROGRESS_INTERVAL = 10
+PROGRESS_KEPT = 500
 ROUTER_REFRESH_MIN = 5
 POLL_INTERVAL = 10
 REQUEST_TIMEOUT = 30
@@ -248,6 +251,18 @@ def discover_version(api, deadline, clock=time.monotonic):
             time.sleep(backoff.next())
 
 
+def write_json_atomically(path, data):
+    """Replace `path` with `data` as JSON (write a sibling file, then rename), so a reader never sees half."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w") as handle:
+            json.dump(data, handle)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
 class WaitError(Exception):
     """A problem that prevents waiting at all (CRD absent, access denied)."""
 
@@ -269,6 +284,8 @@ class LlmisvcWaiter:
         resync_period=RESYNC_PERIOD,
         clock=time.monotonic,
         wall=time.time,
+        progress_file=None,
+        progress_interval=PROGRESS_INTERVAL,
     ):
         self.api = api
         self.name = name
@@ -292,6 +309,11 @@ class LlmisvcWaiter:
         self.timeline = []
         self.first_seen = {}
         self._last_llmisvc = None
+        self.progress_file = progress_file
+        self.progress_interval = progress_interval
+        self.progress = []
+        self._progress_written_at = None
+        self._progress_line = None
 
     # ---------------------------------------------------------- watchers
 
@@ -519,7 +541,9 @@ class LlmisvcWaiter:
                     snap = self.snapshot(refresh_router=True)
                     assessment = self._assess(snap)
                     outcome = "ready" if assessment.ready else outcome
+                self._report_progress(snap, assessment, self.clock() - start, final=True)
                 return self._result(outcome, snap, assessment, ages, self.clock() - start, stalled)
+            self._report_progress(snap, assessment, now - start)
             self.changed.wait(max(0.05, min(1.0, deadline - self.clock())))
 
     def _assess(self, snap):
@@ -527,6 +551,21 @@ class LlmisvcWaiter:
         return lm.assess(
             snap, self.require_rollout, self.require_url, now=self.wall(), progress_deadline=self.progress_deadline
         )
+
+    def _report_progress(self, snap, assessment, elapsed, final=False):
+        """Record where the deployment is (and write it to progress_file) on a change, or every progress_interval."""
+        summary = lm.progress_summary(snap, assessment, elapsed)
+        key = summary["line"].split(": ", 1)[-1]  # the line without the elapsed time
+        due = self._progress_written_at is None or elapsed - self._progress_written_at >= self.progress_interval
+        if not (final or due or key != self._progress_line):
+            return
+        self._progress_written_at, self._progress_line = elapsed, key
+        entry = {"time": self._now_iso(), "elapsed": summary["elapsed"], "line": summary["line"]}
+        if not self.progress or self.progress[-1]["line"].split(": ", 1)[-1] != key:
+            self.progress.append(entry)
+            del self.progress[:-PROGRESS_KEPT]
+        if self.progress_file:
+            write_json_atomically(self.progress_file, dict(summary, time=entry["time"], final=final))
 
     def _decide(self, assessment, ages, now, deadline, last_progress, wait):
         if assessment.ready:
@@ -560,6 +599,7 @@ class LlmisvcWaiter:
             "observed_generation": status.get("observedGeneration"),
             "elapsed": round(elapsed, 3),
             "timeline": self.timeline,
+            "progress": self.progress,
             "diagnosis": diagnosis,
             "events": lm.warning_events(snap),
         }

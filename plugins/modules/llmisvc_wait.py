@@ -79,6 +79,18 @@ options:
     description: Require C(status.url) to be set.
     type: bool
     default: true
+  progress_file:
+    description:
+      - Path of a file the module keeps replacing, while it waits, with where the deployment is, as JSON (keys
+        C(line), C(nodes), C(pods), C(workloads), C(diagnosis), C(elapsed), C(time), C(final)), on every change
+        and at least every O(progress_interval) seconds.
+      - For a playbook that runs the wait with C(async) and shows the file's C(line) while polling it (role
+        C(llm_serving.gke.llmisvc) does this). Written on the host the module runs on.
+    type: path
+  progress_interval:
+    description: Seconds between two writes of O(progress_file) when nothing changes.
+    type: int
+    default: 10
   fail_fast:
     description:
       - Stop at once on failures that will not heal by waiting (image that cannot be pulled after the back-off
@@ -215,6 +227,19 @@ timeline:
     - {time: "2026-11-27T02:10:03Z", elapsed: 0.01, type: Ready, status: "False",
        reason: MinimumReplicasUnavailable, message: Deployment does not have minimum availability.}
     - {time: "2026-11-27T02:16:45Z", elapsed: 402.2, type: Ready, status: "True", reason: "", message: ""}
+progress:
+  description:
+    - Where the deployment was during the wait, one entry per change of the progress line (nodes ready of
+      needed, pods by stage, current diagnosis), oldest first (the last 500).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {time: "2026-11-27T02:10:03Z", elapsed: 0.1, line: "qwen2-3b-pattern1-tpu after 0s: nodes ready 0 of 1
+        needed (1 being added); pods 1: 1 scaling-up; pod qwen2-3b-pattern1-tpu-kserve-7b9c6d5f8-8kq4w:
+        FailedScheduling: ..."}
+    - {time: "2026-11-27T02:21:40Z", elapsed: 697.4, line: "qwen2-3b-pattern1-tpu after 697s: nodes ready 1 of
+        1 needed; pods 1: 1 ready; ready"}
 diagnosis:
   description: Why the llmisvc is not ready (empty when ready). Reasons are listed in docs/troubleshooting.md.
   returned: always
@@ -280,6 +305,8 @@ def argument_spec():
         require_rollout=dict(type="bool", default=True),
         require_url=dict(type="bool", default=True),
         fail_fast=dict(type="bool", default=True),
+        progress_file=dict(type="path"),
+        progress_interval=dict(type="int", default=10),
     )
     return spec
 
@@ -287,7 +314,7 @@ def argument_spec():
 def validate_params(params):
     """Errors in the options, each naming the option; empty when valid."""
     errors = []
-    for option in ("timeout", "progress_deadline"):
+    for option in ("timeout", "progress_deadline", "progress_interval"):
         if params[option] <= 0:
             errors.append(f"{option} must be a positive number of seconds, got {params[option]}")
     if params.get("api_version"):
@@ -340,6 +367,8 @@ def run(module):
         require_rollout=params["require_rollout"],
         require_url=params["require_url"],
         fail_fast=params["fail_fast"],
+        progress_file=params.get("progress_file"),
+        progress_interval=params["progress_interval"],
     )
     return waiter.run(wait=not module.check_mode)
 

@@ -1,0 +1,126 @@
+"""roles/llmisvc wait.yml: the wait runs in the background and the play shows where the deployment is.
+
+Issue 11 item 9: a TPU start takes 5 to 20 minutes and the play used to be silent until the wait ended. The role
+now starts llm_serving.gke.llmisvc_wait with async, prints the line of its progress file at least every
+llmisvc_wait_report_interval seconds, and registers the module's result (with its timeline) as llmisvc_result.
+Runs the role's real task files with a stand-in llmisvc_wait module (no cluster) that writes two progress reports.
+"""
+import json
+import os
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+FAKE_MODULE = '''#!/usr/bin/python
+import json
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+LINES = [
+    "tpu after 0s: nodes ready 0 of 1 needed (1 being added); pods 1: 1 scaling-up",
+    "tpu after 6s: nodes ready 1 of 1 needed; pods 1: 1 starting",
+]
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(
+        name=dict(), namespace=dict(), api_version=dict(), timeout=dict(type="int"),
+        progress_deadline=dict(type="int"), require_rollout=dict(type="bool"), require_url=dict(type="bool"),
+        fail_fast=dict(type="bool"), progress_file=dict(type="path"), progress_interval=dict(type="int")),
+        supports_check_mode=True)
+    progress = []
+    for line in LINES:
+        progress.append({"line": line})
+        with open(module.params["progress_file"] + ".tmp", "w") as handle:
+            json.dump({"line": line}, handle)
+        os.replace(module.params["progress_file"] + ".tmp", module.params["progress_file"])
+        time.sleep(float(os.environ.get("FAKE_STEP", "6")))
+    timeline = [{"type": "Ready", "status": "True"}]
+    if module.params["namespace"] == "broken":
+        module.fail_json(msg="tpu not ready: pod tpu-1: ImagePullBackOff (hint: check the image)", ready=False,
+                         outcome="failed", timeline=timeline, progress=progress)
+    module.exit_json(changed=False, ready=True, outcome="ready", timeline=timeline, progress=progress)
+
+
+main()
+'''
+
+PLAYBOOK = """
+- name: Wait with progress
+  hosts: localhost
+  gather_facts: false
+  vars:
+    llmisvc_pattern: {llmisvc_name: tpu, namespace: "{{ namespace }}"}
+    llmisvc_wait_report_interval: 2
+  tasks:
+    - name: Wait
+      block:
+        - name: Run the role's wait
+          ansible.builtin.include_role:
+            name: llm_serving.gke.llmisvc
+            tasks_from: wait
+      rescue:
+        - name: Note the failure
+          ansible.builtin.set_fact:
+            failed_msg: "{{ ansible_failed_result.msg }}"
+    - name: Write the result
+      ansible.builtin.copy:
+        content: "{{ {'result': llmisvc_result, 'failed_msg': failed_msg | default('')} | to_json }}"
+        dest: "{{ out }}"
+        mode: "0600"
+"""
+
+
+def _collection(tmp_path):
+    root = tmp_path / "collections" / "ansible_collections" / "llm_serving" / "gke"
+    (root / "plugins" / "modules").mkdir(parents=True)
+    for name in ("roles", "meta", "galaxy.yml"):
+        os.symlink(os.path.join(ROOT, name), root / name)
+    (root / "plugins" / "modules" / "llmisvc_wait.py").write_text(FAKE_MODULE)
+    return tmp_path / "collections"
+
+
+def _run(tmp_path, namespace):
+    collections = _collection(tmp_path)
+    (tmp_path / "play.yml").write_text(PLAYBOOK)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_ROLES_PATH=str(tmp_path))
+    proc = subprocess.run(
+        [os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", "localhost,", "-c", "local",
+         str(tmp_path / "play.yml"), "-e", f"namespace={namespace}", "-e", f"out={tmp_path / 'out.json'}",
+         "-e", f"ansible_python_interpreter={os.path.join(ROOT, '.venv', 'bin', 'python')}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    return proc.stdout, json.loads((tmp_path / "out.json").read_text())
+
+
+def test_progress_is_shown_while_waiting_and_the_result_keeps_the_timeline(tmp_path):
+    stdout, out = _run(tmp_path, "ok")
+    assert "Progress of tpu" in stdout
+    shown = [line for line in ("tpu after 0s: nodes ready 0 of 1 needed (1 being added)",
+                               "tpu after 6s: nodes ready 1 of 1 needed; pods 1: 1 starting") if line in stdout]
+    assert shown, stdout[-3000:]
+    result = out["result"]
+    assert result["ready"] is True and result["outcome"] == "ready"
+    assert result["timeline"] == [{"type": "Ready", "status": "True"}]
+    assert [p["line"] for p in result["progress"]][-1].startswith("tpu after 6s")
+    assert out["failed_msg"] == ""
+
+
+def test_a_failed_wait_fails_the_play_with_the_modules_message(tmp_path):
+    _stdout, out = _run(tmp_path, "broken")
+    assert out["failed_msg"] == "tpu not ready: pod tpu-1: ImagePullBackOff (hint: check the image)"
+    assert out["result"]["outcome"] == "failed" and out["result"]["timeline"]
+
+
+def test_reports_come_at_least_every_30_seconds():
+    import yaml
+
+    with open(os.path.join(ROOT, "roles", "llmisvc", "defaults", "main.yml")) as handle:
+        defaults = yaml.safe_load(handle)
+    assert 0 < defaults["llmisvc_wait_report_interval"] <= 25  # plus a few seconds of task overhead < 30 s
+    with open(os.path.join(ROOT, "roles", "llmisvc", "tasks", "apply.yml")) as handle:
+        assert "include_tasks: wait.yml" in handle.read()
+    with open(os.path.join(ROOT, "playbooks", "deploy_pattern.yml")) as handle:
+        assert "tasks_from: wait" in handle.read()
