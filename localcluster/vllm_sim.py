@@ -802,7 +802,10 @@ def parse_standalone_args(argv):
     own.add_argument("--accelerator", default="nvidia-tesla-t4", choices=sorted(PROFILES))
     own.add_argument("--devices", type=int, default=None, help="GPUs/TPU chips available (default: TP size)")
     own.add_argument("--zero-latency", action="store_true", help="answer at once (benchmark baseline)")
-    own.add_argument("--vllm-version", default="0.10.1.1")
+    # Default: the newest release in the collection's table; it runs V1 on every accelerator (a T4 with vLLM
+    # before 0.11 would run V0, which has no prefix-cache token counters).
+    own.add_argument("--vllm-version", default=vllm_flags.versions.VLLM_RELEASES[-1],
+                     help="vLLM release to behave as: its flags, engine and metric names (default: %(default)s)")
     sim, rest = own.parse_known_args(argv)
     if "--host" not in " ".join(rest):
         rest += ["--host", "127.0.0.1"]

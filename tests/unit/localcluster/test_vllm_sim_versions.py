@@ -100,3 +100,10 @@ def test_tpu_and_newer_t4_releases_run_v1_with_v1_names():
 def test_startup_log_says_which_engine():
     lines = "\n".join(vllm_sim.startup_log_lines(_config(P3_GPU_ARGS, "0.8.4", "nvidia-tesla-t4"), "0.0.0.0", 8000))
     assert "Falling back to V0" in lines and "Initializing a V0 LLM engine (v0.8.4)" in lines
+
+
+def test_standalone_defaults_to_the_newest_release_which_runs_v1_on_a_t4():
+    config, _host, _port = vllm_sim.parse_standalone_args(["--port", "0", "--enable-prefix-caching"])
+    assert config.vllm_version == vllm_flags.versions.VLLM_RELEASES[-1] and config.engine == "v1"
+    config, _host, _port = vllm_sim.parse_standalone_args(["--vllm-version", "0.8.4", "--dtype=half"])
+    assert config.engine == "v0"
