@@ -93,7 +93,7 @@ RESTING_POOL_STATUSES = ("RUNNING", "RUNNING_WITH_ERROR", "ERROR")
 
 
 class GkeError(Exception):
-    """A failure to report to the user; ``kind`` is one of stockout, quota, in_progress, timeout, invalid, api."""
+    """A failure to report to the user; ``kind`` is one of stockout, quota, in_progress, timeout, invalid, auth, api."""
 
     def __init__(self, message, kind="api", status=None, details=None):
         super().__init__(message)
@@ -599,6 +599,9 @@ def in_progress_message(message, ctx):
 
 def raise_classified(http_status, payload, ctx, action):
     code, status, message = error_parts(payload)
+    if http_status == 401:
+        raise GkeError(f"{action} failed. " + auth_message(ctx.get("auth_kind"), message.strip()), kind="auth",
+                       status=401, details={"error": payload})
     kind = classify(http_status, status, message)
     if kind == "stockout":
         raise GkeError(stockout_message(message, ctx), kind="stockout", status=http_status)
@@ -979,19 +982,41 @@ def cluster_facts(cluster):
     }
 
 
-def make_transport(module, product="container"):
-    """HTTP with google.cloud's GcpSession credentials; network errors become ConnectionError for the retry loop
-    (GcpSession's own full_* helpers fail the module, and crash on SSLError, see ansible-conventions 3.1)."""
-    from ansible_collections.google.cloud.plugins.module_utils.gcp_utils import GcpSession
+def auth_message(auth_kind, detail):
+    """What a 401 (or a failed credential refresh) means for the given auth_kind."""
+    if auth_kind == "accesstoken":
+        return ("GCP refused the access token (auth_kind=accesstoken, option access_token or GCP_ACCESS_TOKEN) with "
+                "HTTP 401: it has expired or was revoked, and a bare access token cannot be refreshed (they last one "
+                "hour by default). Pass a fresh token, or use auth_kind application or serviceaccount, whose tokens "
+                f"are refreshed during long waits. API said: {detail}")
+    return (f"GCP authentication failed (auth_kind={auth_kind}): the credentials were refused or could not be "
+            f"refreshed. Check them (gcloud auth application-default login, or the service account key). {detail}")
 
-    if not module.params.get("scopes"):
-        module.params["scopes"] = list(DEFAULT_SCOPES)
-    authed = GcpSession(module, product).session()
+
+def session_transport(authed, product="container", auth_kind=None):
+    """``transport(method, url, body)`` over a google-auth ``AuthorizedSession``.
+
+    The session is made once per task and reused for every call, so credentials that can refresh (auth_kind
+    application, serviceaccount, machineaccount) get a new token when the old one is about to expire - google-auth's
+    ``Credentials.before_request`` refreshes a token that is no longer valid, and ``AuthorizedSession`` refreshes and
+    retries once on a 401 (google.auth.transport.requests in googleapis/google-auth-library-python). A bare access
+    token cannot refresh: that ends in GkeError(kind='auth') saying so. Network errors become ConnectionError for
+    the retry loop (GcpSession's own full_* helpers fail the module, and crash on SSLError).
+    """
+    try:
+        from google.auth.exceptions import RefreshError
+    except ImportError:  # google-auth is required by GcpSession itself
+
+        class RefreshError(Exception):
+            """Stand-in so that the except clause below stays valid."""
+
     headers = {"User-Agent": f"llm_serving.gke/{product}"}
 
     def transport(method, url, body):
         try:
             response = authed.request(method, url, json=body, headers=headers, timeout=60)
+        except RefreshError as exc:
+            raise GkeError(auth_message(auth_kind, str(exc)), kind="auth", status=401) from exc
         except requests.exceptions.RequestException as exc:
             raise ConnectionError(f"{method} {url}: {exc}") from exc
         try:
@@ -1003,14 +1028,55 @@ def make_transport(module, product="container"):
     return transport
 
 
+def make_transport(module, product="container"):
+    """HTTP with google.cloud's GcpSession credentials (see session_transport)."""
+    from ansible_collections.google.cloud.plugins.module_utils.gcp_utils import GcpSession
+
+    if not module.params.get("scopes"):
+        module.params["scopes"] = list(DEFAULT_SCOPES)
+    authed = GcpSession(module, product).session()
+    return session_transport(authed, product, module.params.get("auth_kind"))
+
+
+def default_project(module):
+    """The project of Application Default Credentials (auth_kind application), as google.auth.default() finds it
+    (GOOGLE_CLOUD_PROJECT, the key file's project_id, gcloud's configured project); None when there is none."""
+    if module.params.get("auth_kind") != "application":
+        return None
+    try:
+        import google.auth
+        from google.auth.exceptions import DefaultCredentialsError
+    except ImportError:
+        return None
+    try:
+        _credentials, project = google.auth.default(scopes=module.params.get("scopes") or list(DEFAULT_SCOPES))
+    except DefaultCredentialsError:
+        return None
+    return project
+
+
 def client_from_module(module):
     """ContainerClient for the module's project/location/cluster/endpoints/timeout options."""
     params = module.params
     if not params.get("project"):
-        module.fail_json(msg="project is required (option project or environment variable GCP_PROJECT)")
+        params["project"] = default_project(module)
+    if not params.get("project"):
+        module.fail_json(msg="project is required: set the option project or the environment variable GCP_PROJECT "
+                             "(with auth_kind application the project of Application Default Credentials is used "
+                             "when it has one; none was found)")
     if requests is None:
         from ansible.module_utils.basic import missing_required_lib
         module.fail_json(msg=missing_required_lib("requests"))
-    return ContainerClient(make_transport(module), params["project"], params["location"], params["cluster"],
-                           endpoint=params["api_endpoint"], compute_endpoint=params["compute_endpoint"],
-                           timeout=params["timeout"])
+    try:
+        from google.auth.exceptions import GoogleAuthError
+    except ImportError:  # GcpSession reports the missing library
+        GoogleAuthError = GkeError  # noqa: N806 (a stand-in exception class)
+    try:
+        transport = make_transport(module)
+    except GoogleAuthError as exc:  # e.g. no Application Default Credentials, an unreadable key
+        module.fail_json(msg=auth_message(params.get("auth_kind"), str(exc)), error_kind="auth")
+    client = ContainerClient(transport, params["project"], params["location"], params["cluster"],
+                             endpoint=params["api_endpoint"], compute_endpoint=params["compute_endpoint"],
+                             timeout=params["timeout"])
+    client.context["auth_kind"] = params.get("auth_kind")
+    return client

@@ -30,7 +30,15 @@ description:
     C(RUNNING), C(RUNNING_WITH_ERROR) or C(ERROR), not C(PROVISIONING), C(RECONCILING) or C(STOPPING)), as
     Terraform does (C(containerNodePoolAwaitRestingState)). Check mode does not wait.
   - Uses the authentication of C(google.cloud) (C(GcpSession)), including the C(GCP_*) environment variables
-    that the AWX/AAP Google Compute Engine credential injects.
+    that the AWX/AAP Google Compute Engine credential injects. O(auth_kind) is required (or C(GCP_AUTH_KIND)).
+  - With O(auth_kind=application), O(auth_kind=serviceaccount) or O(auth_kind=machineaccount) one google-auth
+    session serves the whole task and refreshes its token when it is about to expire, so waits longer than a
+    token's lifetime (one hour) keep working. A bare O(access_token) (O(auth_kind=accesstoken)) cannot be
+    refreshed; when GCP answers HTTP 401 the task fails with C(error_kind=auth) and a message saying the token
+    expired or was revoked.
+  - When O(project) and C(GCP_PROJECT) are unset and O(auth_kind=application), the project of Application Default
+    Credentials is used (what C(google.auth.default()) returns, from C(GOOGLE_CLOUD_PROJECT), the key file or
+    gcloud's configuration).
 author:
   - llm_serving.gke maintainers (@llm-serving)
 extends_documentation_fragment:
@@ -224,7 +232,8 @@ notes:
     with the pool's C(conditions) unless O(recreate=true).
   - Operations are serialized by GKE per cluster; run several node-pool tasks one after another
     (C(throttle) or a loop), or rely on the retry while another operation is in progress.
-  - O(project) may also come from C(GCP_PROJECT).
+  - O(project) may also come from C(GCP_PROJECT), or with O(auth_kind=application) from Application Default
+    Credentials.
 seealso:
   - module: llm_serving.gke.gke_cluster_info
   - name: Container API v1 node pools
@@ -266,7 +275,7 @@ EXAMPLES = r"""
     auth_kind: serviceaccount
     service_account_file: /path/to/sa.json
 
-- name: Scale a pool to zero (teardown without deleting it)
+- name: Scale a pool to zero (teardown without deleting it); project from Application Default Credentials
   llm_serving.gke.gke_node_pool:
     location: europe-west4-a
     cluster: llm-serving
@@ -274,13 +283,17 @@ EXAMPLES = r"""
     autoscaling:
       enabled: false
     node_count: 0
+    auth_kind: application
 
-- name: Delete a pool
+- name: Delete a pool with a short-lived access token (it cannot be refreshed during the wait)
   llm_serving.gke.gke_node_pool:
+    project: my-project
     location: europe-west4-a
     cluster: llm-serving
     name: gpu-t4-pool
     state: absent
+    auth_kind: accesstoken
+    access_token: "{{ lookup('ansible.builtin.env', 'GCP_ACCESS_TOKEN') }}"
 """
 
 RETURN = r"""
@@ -337,7 +350,8 @@ retries:
   elements: dict
 error_kind:
   description:
-    - Class of failure, one of C(stockout), C(quota), C(in_progress), C(timeout), C(immutable), C(invalid), C(api).
+    - Class of failure, one of C(stockout), C(quota), C(in_progress), C(timeout), C(immutable), C(invalid),
+      C(auth), C(api).
   returned: on failure
   type: str
 """
