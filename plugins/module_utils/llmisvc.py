@@ -1066,6 +1066,10 @@ def deadline_exceeded_finding(snapshot, dep, progressing, now, progress_deadline
             TRANSIENT,
         )
     explained = [f for p in pods for f in findings_of_pod(snapshot, p) if f.kind in (STUCK, GRACE, PERMANENT)]
+    failure = find_condition(dep, "ReplicaFailure")
+    if failure and failure.get("status") == "True":
+        # Pods cannot even be created (quota, admission): that finding is the diagnosis.
+        explained.insert(0, Finding(key, component, failure.get("reason") or "ReplicaFailure", "", kind=STUCK))
     if explained:
         return Finding(
             key,
@@ -1112,12 +1116,6 @@ def deployment_findings(snapshot, now=None, progress_deadline=None):
     for dep in snapshot.deployments:
         name = meta(dep, "name")
         progressing = find_condition(dep, "Progressing")
-        if (
-            progressing
-            and progressing.get("status") == "False"
-            and progressing.get("reason") == "ProgressDeadlineExceeded"
-        ):
-            findings.append(deadline_exceeded_finding(snapshot, dep, progressing, now, progress_deadline))
         failure = find_condition(dep, "ReplicaFailure")
         if failure and failure.get("status") == "True":
             findings.append(
@@ -1130,6 +1128,12 @@ def deployment_findings(snapshot, now=None, progress_deadline=None):
                     STUCK,
                 )
             )
+        if (
+            progressing
+            and progressing.get("status") == "False"
+            and progressing.get("reason") == "ProgressDeadlineExceeded"
+        ):
+            findings.append(deadline_exceeded_finding(snapshot, dep, progressing, now, progress_deadline))
     return findings
 
 

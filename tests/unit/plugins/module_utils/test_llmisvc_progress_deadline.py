@@ -149,3 +149,20 @@ def test_waiter_passes_its_clock_and_deadline_to_the_assessment():
                               wall=lambda: lm.parse_time(case["options"]["now"]))
     assessment = waiter._assess(snapshot_of(case))
     assert deployment_finding(assessment).kind == lm.STUCK
+
+
+def test_replica_failure_explains_the_deadline_and_stays_primary():
+    dep = {"metadata": {"name": "q-kserve"}, "spec": {"replicas": 1, "progressDeadlineSeconds": 600},
+           "status": {"conditions": [
+               {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                "message": 'pods "q-kserve-5f7c9-" is forbidden: exceeded quota: compute'},
+               {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                "message": 'ReplicaSet "q-kserve-5f7c9" has timed out progressing.',
+                "lastUpdateTime": "2026-11-27T02:10:00Z"}]}}
+    llmisvc = {"metadata": {"name": "q", "generation": 1}, "status": {"observedGeneration": 1, "conditions": [
+        {"type": "Ready", "status": "False", "reason": "ProgressDeadlineExceeded"}]}}
+    snap = lm.Snapshot("q", NAMESPACE, llmisvc=llmisvc, deployments=[dep])
+    assessment = lm.assess(snap, now="2026-11-27T04:00:00Z", progress_deadline=600)
+    assert assessment.primary({}).reason == "FailedCreate"
+    assert deployment_finding(assessment).kind == lm.STUCK
+    assert assessment.permanent({}) == []
