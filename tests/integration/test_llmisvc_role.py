@@ -80,7 +80,8 @@ def test_pattern_deploys_ready_reruns_unchanged_checks_and_deletes(run_playbook,
     assert _condition(svc, "Ready").status == "True"
     assert svc.status.url.endswith(f"/{namespace}/{svc.metadata.name}")
     main = svc.spec.template.containers[0]
-    assert "--served-model-name=Qwen/Qwen2.5-3B-Instruct" in main.args[0]
+    assert (f"--served-model-name Qwen/Qwen2.5-3B-Instruct publishers/{namespace}/models/Qwen/Qwen2.5-3B-Instruct"
+            in main.args[0])
     preset = _get(k8s, "serving.kserve.io/v1alpha1", "LLMInferenceServiceConfig", namespace,
                   "kserve-config-llm-router-route")
     assert "timeouts" not in str(preset.spec.to_dict())

@@ -69,6 +69,8 @@ CASES += [
     ("too-many-replicas", {"pattern_name": "p3-tpu", "pattern_overrides": {"replicas": 4}}),
     ("tp-too-large", {"pattern_name": "p3-gpu", "pattern_overrides": {"vllm_args": ["--tensor-parallel-size=2"]}}),
     ("reserved-flag", {"pattern_name": "p3-gpu", "pattern_overrides": {"vllm_args": ["--served-model-name=x"]}}),
+    ("p3-gpu-tls", {"pattern_name": "p3-gpu", "llmisvc_kserve_tls": True}),
+    ("reserved-ssl-flag", {"pattern_name": "p3-gpu", "pattern_overrides": {"vllm_args": ["--ssl-certfile=/x.crt"]}}),
 ]
 
 RENDER_ONE = """
@@ -78,6 +80,7 @@ RENDER_ONE = """
     pattern_catalog_extra: "{{ case.vars.pattern_catalog_extra | default({}) }}"
     pattern_overrides: "{{ case.vars.pattern_overrides | default({}) }}"
     llmisvc_api_version: "{{ case.vars.llmisvc_api_version | default('v1alpha1') }}"
+    llmisvc_kserve_tls: "{{ case.vars.llmisvc_kserve_tls | default(None) }}"
   block:
     - name: Resolve the pattern
       ansible.builtin.include_role:
@@ -180,7 +183,11 @@ def test_container_fixes_the_seed_bugs(rendered, case_id):
     assert main["name"] == "main" and main["command"] == ["/bin/bash", "-c"]
     argv = shlex.split(main["args"][0])
     assert argv[:3] == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
-    assert f"--served-model-name={pattern['model_name']}" in argv
+    # Both served names of KServe's preset (kserve/kserve v0.20.0 config/llmisvcconfig/config-llm-template.yaml):
+    # the model name and publishers/<namespace>/models/<model>, which model-based routing uses.
+    names = argv[argv.index("--served-model-name") + 1:argv.index("--served-model-name") + 3]
+    assert names == [pattern["model_name"], f"publishers/{pattern['namespace']}/models/{pattern['model_name']}"]
+    assert not any(a.startswith("--ssl-") or a == "--enable-ssl-refresh" for a in argv)  # TLS off by default
     assert "--model=/mnt/models" in argv and "--port=8000" in argv
     assert not any(a.startswith("--prefix-cache-block-size") for a in argv)
     # HF_TOKEN only through the Secret, never as a literal value.
@@ -306,12 +313,31 @@ def test_seed_gpu_manifest_args_are_refused_naming_the_flag(rendered):
     assert "pattern p3-gpu vllm_args" in error
 
 
+def test_kserve_tls_keeps_the_presets_tls(rendered):
+    # enableLLMInferenceServiceTLS on: the preset's vLLM flags, HTTPS probes (config-llm-template.yaml) and
+    # HTTPS load-balancer health checks.
+    result = rendered["p3-gpu-tls"]
+    main = _main(result["manifests"]["llmisvc"])
+    argv = shlex.split(main["args"][0])
+    assert "--enable-ssl-refresh" in argv
+    assert "--ssl-certfile=/var/run/kserve/tls/tls.crt" in argv and "--ssl-keyfile=/var/run/kserve/tls/tls.key" in argv
+    assert "publishers/llm-d-inference-scheduling/models/Qwen/Qwen2.5-3B-Instruct" in argv
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert main[probe]["httpGet"]["scheme"] == "HTTPS"
+    for policy in result["manifests"]["policies"]:
+        if policy["kind"] == "HealthCheckPolicy":
+            assert policy["spec"]["default"]["config"] == {
+                "type": "HTTPS", "httpsHealthCheck": {"port": 8000, "requestPath": "/health"}}
+    _crd_schema("llminferenceservices", "v1alpha1").validate(result["manifests"]["llmisvc"])
+
+
 @pytest.mark.parametrize(("case_id", "expected"), [
     ("unknown-pattern", ["p9-fpga", "p1-tpu, p3-gpu, p3-tpu", "pattern_catalog_extra"]),
     ("override-typo", ["unknown key replica"]),
     ("too-many-replicas", ["4 replicas x 4 google.com/tpu need 4 nodes but nodepool.max_node_count is 3"]),
     ("tp-too-large", ["--tensor-parallel-size=2"]),
     ("reserved-flag", ["--served-model-name is set by the llmisvc role"]),
+    ("reserved-ssl-flag", ["--ssl-certfile is set by the llmisvc role", "enableLLMInferenceServiceTLS"]),
 ])
 def test_bad_input_is_refused_with_a_clear_message(rendered, case_id, expected):
     error = rendered[case_id]["error"]
