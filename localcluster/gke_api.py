@@ -591,27 +591,61 @@ class Simulator:
             apply_pool_changes(current, changes, self)
             self._set_etag(current["api"])
         if self.fleet:
-            self._roll_nodes(name, changes)
+            failure = self._roll_nodes(name, changes)
+            if failure:
+                with self.lock:
+                    record = self.state["pools"].get(name)
+                    if record:
+                        return self._fail_pool(record, failure, "RUNNING_WITH_ERROR")
         return self._converge_work(op, name)
 
+    def _surge_replace(self, name, node_id, zone):
+        """Replace one node by a surge upgrade with maxSurge 1 / maxUnavailable 0 (the pool default): a new node
+        (with the pool's new config) is created and Ready before the old one is cordoned and drained
+        (https://cloud.google.com/kubernetes-engine/docs/concepts/node-pool-upgrade-strategies#surge). If the new
+        VM cannot be created (e.g. GCE_STOCKOUT), the old node keeps serving and the failure is returned."""
+        with self.lock:
+            record = self.state["pools"].get(name)
+            if record is None:
+                return None
+            record["zones"][zone] = record["zones"].get(zone, 0) + 1
+        failure = self.wait_for_pool(name)
+        if failure:  # provision_failed already took the surge node off the target: the old node stays
+            return failure
+        with self.lock:
+            record = self.state["pools"].get(name)
+            if record is None:
+                return None
+            # Mark the old node for removal and lower the target in one step, so that the node controller
+            # neither recreates it nor picks the new node as the surplus.
+            self.fleet.remove_node(node_id)
+            record["zones"][zone] = max(0, record["zones"][zone] - 1)
+        self.wait_for_pool(name)
+        return None
+
     def _roll_nodes(self, name, changes):
-        """Labels and taints are patched onto the nodes; hardware changes replace them one by one (surge)."""
+        """Labels and taints are patched onto the nodes; hardware changes (UpdateNodePoolRequest machineType,
+        accelerators, diskSizeGb, diskType, imageType: "Initiates an upgrade operation that migrates the nodes",
+        Container API v1 discovery document) replace them one by one with a surge upgrade. Returns a provisioning
+        failure, if any."""
         with self.lock:
             pool = copy.deepcopy(self.state["pools"][name]["api"])
         recreate = any(key in changes for key in UPDATE_RECREATES)
         for node in self.fleet.pool_nodes(name):
             node_id = node["metadata"]["name"]
-            if recreate:
-                self.fleet.remove_node(node_id)
-                self.wait_for_pool(name)
-                continue
             zone = node["metadata"]["labels"]["topology.kubernetes.io/zone"]
+            if recreate:
+                failure = self._surge_replace(name, node_id, zone)
+                if failure:
+                    return failure
+                continue
             labels = nodes.node_labels(pool, zone, node_id)
             stale = {key: None for key in node["metadata"]["labels"] if key not in labels}
             self.kube.request("PATCH", f"/api/v1/nodes/{node_id}",
                               {"metadata": {"labels": {**stale, **labels}},
                                "spec": {"taints": nodes.node_taints(pool)}},
                               content_type="application/merge-patch+json")
+        return None
 
     def update_cluster(self, update):
         self.ensure_no_operation()
@@ -1027,7 +1061,10 @@ class Api:
             if body.get("etag") and body["etag"] != record["api"].get("etag"):
                 raise ApiError(409, "Node pool etag does not match the current etag; read it again.", "ABORTED",
                                [request_id()])
-            return self.sim.update_pool(params["pool"], update)
+            operation = self.sim.update_pool(params["pool"], update)
+            if fault and fault["fault"] == "stockout":  # the surge VMs of this upgrade cannot be created
+                record["provision_fault"] = fault
+            return operation
 
     # -- operations
 

@@ -68,11 +68,17 @@ TPU_CHIPS_PER_VM = {name: spec["chips"] for name, spec in TPU_MACHINE_TYPES.item
 GKE_MANAGED_LABEL_PREFIXES = ("cloud.google.com/", "node.kubernetes.io/")
 GKE_MANAGED_TAINT_KEYS = ("nvidia.com/gpu", "google.com/tpu")
 
-# Fields GKE cannot change in place (or where this module refuses to, because GKE would silently recreate
-# every node): changing them needs recreate=true (delete + create).
-IMMUTABLE_FIELDS = ("machine_type", "accelerator", "spot", "tpu_topology", "service_account", "oauth_scopes")
-# Fields sent with PUT .../nodePools/NAME (UpdateNodePoolRequest), one request per field.
-UPDATE_FIELDS = ("node_locations", "labels", "taints", "image_type", "disk_type", "disk_size_gb")
+# Fields GKE cannot change on an existing pool: changing them needs recreate=true (delete + create). A machine type
+# change between a TPU and a non-TPU machine type is also a recreate (see compute_diff).
+IMMUTABLE_FIELDS = ("spot", "tpu_topology", "service_account", "oauth_scopes")
+# Fields sent with PUT .../nodePools/NAME (UpdateNodePoolRequest).
+UPDATE_FIELDS = ("node_locations", "labels", "taints", "machine_type", "accelerator", "image_type", "disk_type",
+                 "disk_size_gb")
+# Of those, the ones GKE applies by replacing every node: UpdateNodePoolRequest.machineType / diskSizeGb / diskType
+# "Initiates an upgrade operation that migrates the nodes in the node pool to the specified ..." (Container API v1
+# discovery document), node by node with the pool's upgradeSettings (surge: maxSurge new nodes are created and
+# Ready before old ones are drained). They go into one request, so the nodes are replaced once.
+NODE_REPLACING_FIELDS = ("machine_type", "accelerator", "image_type", "disk_type", "disk_size_gb")
 
 RETRYABLE_HTTP_STATUS = (429, 500, 502, 503, 504)
 # Pool statuses that are errors: ERROR ("may be unusable") and RUNNING_WITH_ERROR ("partially usable. Some error
@@ -382,7 +388,13 @@ def compute_diff(desired, current):
         if field == "tpu_topology" and have is None and not want:
             continue
         if _field_differs(field, want, have):
-            changes.append({"field": field, "before": have, "after": want, "verb": verb_for(field)})
+            change = {"field": field, "before": have, "after": want, "verb": verb_for(field)}
+            if field == "machine_type" and have and bool(TPU_MACHINE_TYPES.get(want)) != bool(
+                    TPU_MACHINE_TYPES.get(have)):
+                change["verb"] = "recreate"  # GKE updates no pool between TPU and non-TPU machine types
+            if change["verb"] == "update" and field in NODE_REPLACING_FIELDS:
+                change["replaces_nodes"] = True
+            changes.append(change)
     return changes
 
 
@@ -495,6 +507,10 @@ def update_body(field, desired, current):
         return {"taints": {"taints": _sorted_taints(kept + desired["taints"])}}
     if field == "node_locations":
         return {"locations": desired["node_locations"]}
+    if field == "machine_type":
+        return {"machineType": desired["machine_type"]}
+    if field == "accelerator":
+        return {"accelerators": accelerators_body(desired["accelerator"])}
     if field == "image_type":
         return {"imageType": desired["image_type"]}
     if field == "disk_type":
@@ -819,8 +835,8 @@ class ContainerClient:
 # Reconciliation: read, diff, apply with the right verb
 # --------------------------------------------------------------------------------------------------------------
 
-APPLY_ORDER = ("node_locations", "labels", "taints", "image_type", "disk_type", "disk_size_gb", "autoscaling",
-               "node_count")
+APPLY_ORDER = ("node_locations", "labels", "taints", "machine_type", "accelerator", "image_type", "disk_type",
+               "disk_size_gb", "autoscaling", "node_count")
 
 
 def _managed(view, desired):
@@ -918,10 +934,29 @@ class NodePoolReconciler:
         if self.check_mode:
             return
         ordered = sorted(changes, key=lambda c: APPLY_ORDER.index(c["field"]))
-        for index, change in enumerate(ordered):
-            last = index == len(ordered) - 1
-            self._apply(change, desired, current, wait=self.params["wait"] or not last)
+        replacing = [c for c in ordered if c.get("replaces_nodes")]
+        steps = []
+        for change in ordered:  # one surge upgrade for all node-replacing fields, where the first of them stands
+            if not change.get("replaces_nodes"):
+                steps.append(change)
+            elif change is replacing[0]:
+                steps.append({"group": replacing})
+        for index, step in enumerate(steps):
+            last = index == len(steps) - 1
+            wait = self.params["wait"] or not last
+            if "group" in step:
+                self._apply_replacing(step["group"], desired, current, wait)
+            else:
+                self._apply(step, desired, current, wait=wait)
         self._refresh()
+
+    def _apply_replacing(self, changes, desired, current, wait):
+        """One UpdateNodePoolRequest with every node-replacing field (a single surge upgrade of the pool)."""
+        body = {}
+        for change in changes:
+            body.update(update_body(change["field"], desired, current))
+        fields = ",".join(c["field"] for c in changes)
+        self._submit("update", partial(self.client.update_pool, self.name, body), field=fields, wait=wait)
 
     def _apply(self, change, desired, current, wait):
         field, verb = change["field"], change["verb"]

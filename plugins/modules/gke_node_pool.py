@@ -15,9 +15,17 @@ description:
   - Manages one node pool of a GKE cluster through the Container API v1.
   - Reads the pool, computes a per-field difference and applies it with the call GKE expects for each field
     (C(POST .../nodePools) to create, C(:setAutoscaling), C(:setSize), C(PUT .../nodePools/NAME) for labels,
-    taints, node locations, image and disk), waiting on every returned operation with a timeout.
-  - Fields GKE cannot change in place (O(machine_type), O(accelerator), O(spot), O(tpu_topology),
-    O(service_account), O(oauth_scopes)) fail with a message naming the field, unless O(recreate=true).
+    taints, node locations, machine type, accelerator, image and disk), waiting on every returned operation with
+    a timeout.
+  - O(machine_type), O(accelerator), O(disk_size_gb), O(disk_type) and O(image_type) are changed in place with one
+    C(nodePools.update) (C(UpdateNodePoolRequest)), which "initiates an upgrade operation that migrates the nodes"
+    (Container API v1 discovery document) - GKE replaces every node, node by node as the pool's C(upgradeSettings)
+    say (surge - by default one new node is created and Ready before an old one is drained). Such changes carry
+    C(replaces_nodes=true) in RV(changes). Pods move; capacity is kept, but a stockout during the surge ends the
+    operation with the old nodes still serving and the pool in C(RUNNING_WITH_ERROR).
+  - Fields GKE cannot change on an existing pool (O(spot), O(tpu_topology), O(service_account), O(oauth_scopes), and
+    a machine type change between TPU and non-TPU machine types) fail with a message naming the field, unless
+    O(recreate=true) (delete, then create - all capacity is gone first, and a TPU re-create risks a stockout).
   - Retries with jittered backoff on HTTP 429 and 5xx and while another operation runs on the cluster.
     Stockout and quota errors fail at once with the zone, the resource and what to try.
   - GKE runs one operation per cluster at a time and answers a second write with HTTP 400 C(FAILED_PRECONDITION),
@@ -191,8 +199,8 @@ options:
     elements: str
   recreate:
     description:
-      - Delete and recreate the pool when an immutable field differs or the pool is in status C(ERROR) or
-        C(RUNNING_WITH_ERROR).
+      - Delete and recreate the pool when an immutable field (O(spot), O(tpu_topology), O(service_account),
+        O(oauth_scopes)) differs or the pool is in status C(ERROR) or C(RUNNING_WITH_ERROR).
         Its nodes and the pods on them go away.
     type: bool
     default: false
@@ -327,7 +335,9 @@ operations:
       description: What the module did, one of C(create), C(delete), C(setAutoscaling), C(setSize), C(update).
       type: str
     field:
-      description: Module option that caused an update, setAutoscaling or setSize.
+      description:
+        - Module option that caused an update, setAutoscaling or setSize; node-replacing fields changed together
+          are comma-separated (one update request, one surge upgrade).
       type: str
     target_link:
       description: Resource the operation acts on.
@@ -337,8 +347,27 @@ changes:
   returned: when the pool existed
   type: list
   elements: dict
+  contains:
+    field:
+      description: Module option that differs.
+      type: str
+    verb:
+      description: How it is applied, one of C(update), C(setAutoscaling), C(setSize), C(recreate).
+      type: str
+    before:
+      description: Current value.
+      type: raw
+    after:
+      description: Wanted value.
+      type: raw
+    replaces_nodes:
+      description:
+        - Present and true when GKE applies the change by replacing every node (surge upgrade per the pool's
+          C(upgradeSettings)).
+      type: bool
   sample: [{field: autoscaling, verb: setAutoscaling, before: {enabled: true, max_node_count: 1, min_node_count: 0},
-            after: {enabled: true, max_node_count: 3, min_node_count: 0}}]
+            after: {enabled: true, max_node_count: 3, min_node_count: 0}},
+           {field: machine_type, verb: update, before: n1-standard-4, after: n1-standard-8, replaces_nodes: true}]
 recreated:
   description: Whether the pool was (or in check mode would be) deleted and created again.
   returned: when recreate was needed

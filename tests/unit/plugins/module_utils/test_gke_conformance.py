@@ -410,3 +410,101 @@ def test_simulator_accepts_the_own_topology_and_knows_tpu7x(api):
         "config": {"machineType": "ct6e-standard-4t"}}})
     assert status == 200, op
     wait_done(api, op)
+
+
+# Item 4: in place where GKE allows it (nodePools.update, surge upgrade) --------------------------------------------
+
+class FakeFleet:
+    """Stands in for localcluster.nodes.Fleet without Kubernetes: converged() reconciles synchronously and logs
+    ("create", node, machine type) / ("remove", node) so the order of a surge upgrade can be checked."""
+
+    def __init__(self, sim):
+        self.sim = sim
+        self.nodes = {}  # name -> {"pool", "zone", "machine"}
+        self.deleting = set()
+        self.events = []
+        self.max_live = 0
+
+    def pool_nodes(self, pool, zone=None):
+        return [{"metadata": {"name": n, "labels": {"topology.kubernetes.io/zone": v["zone"]}}}
+                for n, v in sorted(self.nodes.items()) if v["pool"] == pool and zone in (None, v["zone"])]
+
+    def remove_node(self, name, autoscaler=False):
+        self.deleting.add(name)
+
+    def converged(self, pool, targets):
+        for name in sorted(self.deleting):
+            self.nodes.pop(name, None)
+            self.events.append(("remove", name))
+        self.deleting.clear()
+        for zone, target in targets.items():
+            live = [n for n, v in self.nodes.items() if v["pool"] == pool and v["zone"] == zone]
+            missing = target - len(live)
+            if missing > 0:
+                fault = self.sim.take_provision_fault(pool, zone)
+                if fault:
+                    self.sim.provision_failed(pool, zone, fault, missing)
+                    return False
+                machine = self.sim.state["pools"][pool]["api"]["config"]["machineType"]
+                for _ in range(missing):
+                    name = f"{pool}-{len(self.events)}"
+                    self.nodes[name] = {"pool": pool, "zone": zone, "machine": machine}
+                    self.events.append(("create", name, machine))
+            self.max_live = max(self.max_live, len([v for v in self.nodes.values() if v["pool"] == pool]))
+        return True
+
+
+def fleet_pool(api, size=2):
+    fleet = FakeFleet(api.sim)
+    api.sim.fleet = fleet
+    _, op = call(api, "POST", f"{BASE}/nodePools", {"nodePool": {"name": "cpu", "initialNodeCount": size,
+                                                                "config": {"machineType": "e2-standard-4"}}})
+    wait_done(api, op)
+    fleet.events.clear()
+    fleet.max_live = size
+    return fleet
+
+
+def test_machine_type_change_is_one_in_place_update_that_replaces_every_node_by_surge(api):
+    fleet = fleet_pool(api)
+    old = set(fleet.nodes)
+    result, transport = run(api, params(machine_type="e2-standard-8", disk_size_gb=200))
+    assert result["changed"] and not result.get("recreated")
+    assert {c["field"]: (c["verb"], c.get("replaces_nodes")) for c in result["changes"]} == {
+        "machine_type": ("update", True), "disk_size_gb": ("update", True)}
+    puts = [b for m, p, b in transport.calls if m == "PUT"]
+    assert puts == [{"machineType": "e2-standard-8", "diskSizeGb": "200"}]  # one surge upgrade, not two
+    assert [w[0] for w in transport.writes()] == ["PUT"]  # no DELETE + POST
+    # Surge: every old node is removed only after a new node was created; never fewer than 2 nodes serve.
+    for name in old:
+        removed_at = fleet.events.index(("remove", name))
+        assert any(e[0] == "create" and e[2] == "e2-standard-8" for e in fleet.events[:removed_at])
+    assert fleet.max_live == 3 and {v["machine"] for v in fleet.nodes.values()} == {"e2-standard-8"}
+    assert len(fleet.nodes) == 2
+    assert call(api, "GET", f"{BASE}/nodePools/cpu")[1]["config"]["machineType"] == "e2-standard-8"
+
+
+def test_stockout_during_the_surge_leaves_the_old_nodes_serving(api):
+    fleet = fleet_pool(api)
+    old = dict(fleet.nodes)
+    fault = {"method": "PUT", "path_regex": "nodePools/cpu$", "fault": "stockout"}
+    assert call(api, "POST", "/_sim/faults", fault)[0] == 200
+    with pytest.raises(gc.GkeError) as err:
+        run(api, params(machine_type="e2-standard-8"))
+    assert err.value.kind == "stockout" and err.value.details["operation"]["error"]["code"] == 8
+    assert fleet.nodes == old  # both old nodes still serve
+    pool = call(api, "GET", f"{BASE}/nodePools/cpu")[1]
+    assert pool["status"] == "RUNNING_WITH_ERROR"
+
+
+def test_really_immutable_fields_still_need_recreate(api):
+    fleet_pool(api)
+    with pytest.raises(gc.GkeError) as err:
+        run(api, params(spot=True))
+    assert err.value.kind == "immutable" and "spot" in err.value.message
+
+
+def test_tpu_to_gpu_machine_type_is_a_recreate():
+    changes = gc.compute_diff(gc.desired_view(params(machine_type="n1-standard-4")),
+                              gc.current_view({"config": {"machineType": "ct6e-standard-4t"}}))
+    assert [(c["field"], c["verb"]) for c in changes] == [("machine_type", "recreate")]

@@ -160,7 +160,7 @@ def test_immutable_fields_are_marked_recreate():
     p = t4_params(machine_type="n1-standard-8", spot=True, accelerator={"type": "nvidia-l4", "count": 1,
                                                                         "gpu_driver_version": None})
     fields = {c["field"]: c["verb"] for c in gc.compute_diff(gc.desired_view(p), gc.current_view(pool))}
-    assert fields == {"machine_type": "recreate", "spot": "recreate", "accelerator": "recreate"}
+    assert fields == {"machine_type": "update", "spot": "recreate", "accelerator": "update"}  # issue 12 item 4
 
 
 def test_unset_driver_version_is_not_compared():
@@ -352,17 +352,17 @@ def test_immutable_change_is_refused_before_any_write():
     fake = FakeGke()
     fake.add_pool(gc.build_node_pool(t4_params()))
     with pytest.raises(gc.GkeError) as err:
-        reconcile(fake, t4_params(machine_type="n1-standard-8"))
-    assert err.value.kind == "immutable" and "machine_type" in err.value.message
+        reconcile(fake, t4_params(spot=True))
+    assert err.value.kind == "immutable" and "spot" in err.value.message
     assert "recreate: true" in err.value.message and fake.writes() == []
 
 
 def test_recreate_deletes_then_creates():
     fake = FakeGke()
     fake.add_pool(gc.build_node_pool(t4_params()))
-    result, _unused = reconcile(fake, t4_params(machine_type="n1-standard-8", recreate=True))
+    result, _unused = reconcile(fake, t4_params(spot=True, recreate=True))
     assert [o["verb"] for o in result["operations"]] == ["delete", "create"]
-    assert fake.pools["gpu-t4-pool"]["config"]["machineType"] == "n1-standard-8" and result["recreated"]
+    assert fake.pools["gpu-t4-pool"]["config"]["spot"] is True and result["recreated"]
 
 
 def test_pool_in_error_state_needs_recreate():
