@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Regenerate the vLLM version table in plugins/module_utils/vllm_versions.py from real vLLM releases.
 
 The table is derived, never typed: for each release this script opens the release's wheel from PyPI as a
