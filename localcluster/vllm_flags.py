@@ -38,40 +38,32 @@ API_SERVER_PROG = "api_server.py"  # argparse's prog for `python3 -m vllm.entryp
 SERVE_PROG = "vllm serve"
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 
-DTYPES = ("auto", "half", "float16", "bfloat16", "float", "float32")
-KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
-LOAD_FORMATS = ("auto", "pt", "safetensors", "npcache", "dummy", "tensorizer", "sharded_state", "gguf",
-                "bitsandbytes", "mistral", "runai_streamer", "fastsafetensors")
-QUANTIZATIONS = ("aqlm", "awq", "deepspeedfp", "tpu_int8", "fp8", "fbgemm_fp8", "modelopt", "marlin", "gguf",
-                 "gptq_marlin_24", "gptq_marlin", "awq_marlin", "gptq", "compressed-tensors", "bitsandbytes",
-                 "qqq", "hqq", "experts_int8", "neuron_quant", "ipex", "quark", "moe_wna16", "torchao")
-BLOCK_SIZES = (1, 8, 16, 32, 64, 128)
-
-# (flag, type, extra argparse keywords). Booleans use BooleanOptionalAction where vLLM does.
+# (flag, type, extra argparse keywords) of the flags the simulator reads or types; which of them exist, and the
+# choices of --dtype / --block-size / --kv-cache-dtype, come from the version table (build_parser).
 _VALUED_FLAGS = (
     ("--host", str, {}), ("--port", int, {"default": 8000}), ("--uvicorn-log-level", str, {}),
     ("--root-path", str, {}), ("--api-key", str, {}), ("--ssl-keyfile", str, {}), ("--ssl-certfile", str, {}),
     ("--ssl-ca-certs", str, {}), ("--ssl-cert-reqs", int, {}), ("--allowed-origins", str, {}),
     ("--allowed-methods", str, {}), ("--allowed-headers", str, {}), ("--lora-modules", str, {"nargs": "+"}),
     ("--prompt-adapters", str, {"nargs": "+"}), ("--chat-template", str, {}),
-    ("--chat-template-content-format", str, {"choices": ("auto", "string", "openai")}),
+    ("--chat-template-content-format", str, {}),
     ("--response-role", str, {}), ("--middleware", str, {"action": "append"}),
     ("--tool-call-parser", str, {}), ("--tool-parser-plugin", str, {}), ("--reasoning-parser", str, {}),
     ("--max-log-len", int, {}), ("--shutdown-timeout", int, {}),
     ("--disable-access-log-for-endpoints", str, {}),
     ("--model", str, {}), ("--task", str, {}), ("--tokenizer", str, {}), ("--hf-config-path", str, {}),
     ("--revision", str, {}), ("--code-revision", str, {}), ("--tokenizer-revision", str, {}),
-    ("--tokenizer-mode", str, {"choices": ("auto", "slow", "mistral", "custom")}),
-    ("--download-dir", str, {}), ("--load-format", str, {"choices": LOAD_FORMATS}),
-    ("--config-format", str, {"choices": ("auto", "hf", "mistral")}),
-    ("--dtype", str, {"choices": DTYPES, "default": "auto"}),
-    ("--kv-cache-dtype", str, {"choices": KV_CACHE_DTYPES}), ("--max-model-len", int, {}),
+    ("--tokenizer-mode", str, {}),
+    ("--download-dir", str, {}), ("--load-format", str, {}),
+    ("--config-format", str, {}),
+    ("--dtype", str, {"default": "auto"}),
+    ("--kv-cache-dtype", str, {}), ("--max-model-len", int, {}),
     ("--guided-decoding-backend", str, {}), ("--distributed-executor-backend", str,
-                                             {"choices": ("ray", "mp", "uni", "external_launcher")}),
+                                             {}),
     ("--pipeline-parallel-size", int, {"default": 1}), ("--tensor-parallel-size", int, {"default": 1}),
     ("--data-parallel-size", int, {"default": 1}), ("--max-parallel-loading-workers", int, {}),
-    ("--block-size", int, {"choices": BLOCK_SIZES}), ("--prefix-caching-hash-algo", str,
-                                                      {"choices": ("builtin", "sha256", "sha256_cbor_64bit")}),
+    ("--block-size", int, {}), ("--prefix-caching-hash-algo", str,
+                                                      {}),
     ("--swap-space", float, {}), ("--cpu-offload-gb", float, {}),
     ("--gpu-memory-utilization", float, {"default": 0.9}), ("--num-gpu-blocks-override", int, {}),
     ("--max-num-batched-tokens", int, {}), ("--max-num-partial-prefills", int, {}),
@@ -80,20 +72,19 @@ _VALUED_FLAGS = (
     ("--rope-theta", float, {}), ("--hf-overrides", str, {}), ("--max-seq-len-to-capture", int, {}),
     ("--tokenizer-pool-size", int, {}), ("--limit-mm-per-prompt", str, {}), ("--mm-processor-kwargs", str, {}),
     ("--max-lora-rank", int, {}), ("--max-loras", int, {}), ("--lora-dtype", str, {}),
-    ("--max-cpu-loras", int, {}), ("--device", str, {"choices": ("auto", "cuda", "neuron", "cpu", "tpu", "xpu",
-                                                                 "hpu")}),
+    ("--max-cpu-loras", int, {}), ("--device", str, {}),
     ("--num-scheduler-steps", int, {}), ("--speculative-config", str, {}), ("--model-loader-extra-config", str, {}),
     ("--preemption-mode", str, {}), ("--served-model-name", str, {"nargs": "+"}), ("--qlora-adapter-name-or-path",
                                                                                    str, {}),
     ("--otlp-traces-endpoint", str, {}), ("--collect-detailed-traces", str, {}),
-    ("--scheduling-policy", str, {"choices": ("fcfs", "priority")}), ("--scheduler-cls", str, {}),
+    ("--scheduling-policy", str, {}), ("--scheduler-cls", str, {}),
     ("--override-neuron-config", str, {}), ("--override-pooler-config", str, {}),
     ("--compilation-config", str, {}), ("-O", str, {}), ("--kv-transfer-config", str, {}),
     ("--kv-events-config", str, {}), ("--worker-cls", str, {}), ("--worker-extension-cls", str, {}),
     ("--generation-config", str, {}), ("--override-generation-config", str, {}), ("--additional-config", str, {}),
-    ("--quantization", str, {"choices": QUANTIZATIONS}), ("-q", str, {"dest": "quantization_short"}),
+    ("--quantization", str, {}), ("-q", str, {"dest": "quantization_short"}),
     ("--seed", int, {}), ("--allowed-local-media-path", str, {}), ("--logits-processor-pattern", str, {}),
-    ("--model-impl", str, {"choices": ("auto", "vllm", "transformers")}),
+    ("--model-impl", str, {}),
     ("--tool-server", str, {}), ("--api-server-count", int, {}), ("--data-parallel-address", str, {}),
     ("--data-parallel-rpc-port", int, {}), ("--data-parallel-size-local", int, {}),
     ("--long-prefill-threshold", int, {}), ("--cuda-graph-sizes", int, {"nargs": "+"}),
@@ -163,7 +154,8 @@ def build_parser(prog=API_SERVER_PROG, vllm_version=DEFAULT_VLLM_VERSION):
         if flag in _TYPED and not twin:
             kind, extra = _TYPED[flag]
             extra = dict(extra)
-            if flag in choices:  # the release's own choices, from the table
+            extra.pop("choices", None)  # only the table's choices, so the filter and the simulator agree
+            if flag in choices:  # the release's own choices (vllm/config choices= / Literal types)
                 extra["choices"] = tuple(kind(v) for v in choices[flag])
             parser.add_argument(flag, type=kind, **extra)
         elif twin or flag in _BOOLEAN_OPTIONAL_FLAGS:
