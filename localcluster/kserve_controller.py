@@ -31,6 +31,9 @@ POOL_V1 = ("inference.networking.k8s.io", "v1")
 POOL_V1ALPHA2 = ("inference.networking.x-k8s.io", "v1alpha2")
 GATEWAY_API = ("gateway.networking.k8s.io", "v1")
 STORAGE_INITIALIZER_IMAGE = "kserve/storage-initializer:v0.20.0"
+# storageSecretNameAnnotation of KServe's default credentials config (kserve/kserve v0.20.0
+# config/configmap/inferenceservice.yaml).
+STORAGE_SECRET_ANNOTATION = "serving.kserve.io/storageSecretName"
 MODEL_MOUNT = "/mnt/models"
 MIGRATED_ANNOTATION = "serving.kserve.io/inference-pool-migrated"
 SYSTEM_NAMESPACE = os.environ.get("POD_NAMESPACE", "kserve")
@@ -759,7 +762,7 @@ class Controller:
                        if k.startswith("prometheus.io/")}
         annotations.update(spec.get("annotations") or {})
         pod_spec = copy.deepcopy(spec.get("template") or {"containers": []})
-        attach_model_artifacts(pod_spec, spec)
+        attach_model_artifacts(pod_spec, spec, self.storage_credential_envs(svc))
         return {
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": render.child_name(name, "-kserve"), "namespace": namespace, "labels": labels,
@@ -769,6 +772,41 @@ class Controller:
                      "template": {"metadata": {"labels": pod_labels, "annotations": annotations},
                                   "spec": pod_spec}},
         }
+
+    def storage_credential_envs(self, svc):
+        """Env the storage initializer gets from Secrets, like KServe v0.20 for hf:// (and other) URIs.
+
+        kserve/kserve v0.20.0 pkg/credentials/service_account_credentials.go,
+        CreateSecretVolumeAndEnvFromServiceAccount: the Secret named by the llmisvc annotation
+        ``serving.kserve.io/storageSecretName`` (the default storageSecretNameAnnotation) takes precedence;
+        otherwise every Secret in ``secrets`` of the ServiceAccount (``template.serviceAccountName``, else
+        ``default``; workload_single_node.go / workload_storage.go). A Secret with key ``HF_TOKEN`` gives
+        ``HF_TOKEN`` from a secretKeyRef (pkg/credentials/hf/hf_secret.go). A missing annotated Secret fails the
+        reconcile like KServe's (``secrets "<name>" not found``).
+        """
+        if self.kube is None:  # rendering without an API server (unit tests): no Secret to read
+            return []
+        namespace = svc["metadata"]["namespace"]
+        names = []
+        annotated = (svc["metadata"].get("annotations") or {}).get(STORAGE_SECRET_ANNOTATION)
+        if annotated:
+            names = [annotated]
+        else:
+            sa_name = (svc["spec"].get("template") or {}).get("serviceAccountName") or "default"
+            account = self.kube.get(resource_path("", "v1", "serviceaccounts", namespace, sa_name)) or {}
+            names = [ref.get("name") for ref in account.get("secrets") or [] if ref.get("name")]
+        envs = []
+        for secret_name in names:
+            secret = self.kube.get(resource_path("", "v1", "secrets", namespace, secret_name))
+            if secret is None:
+                exc = ApiException(status=404, reason="Not Found")
+                exc.body = json.dumps({"message": f"failed to attach model artifacts to main deployment: secrets "
+                                                  f"\"{secret_name}\" not found"})
+                raise exc
+            if "HF_TOKEN" in (secret.get("data") or {}):
+                envs.append({"name": "HF_TOKEN",
+                             "valueFrom": {"secretKeyRef": {"name": secret_name, "key": "HF_TOKEN"}}})
+        return envs
 
     def expected_workload_service(self, svc):
         name, namespace = svc["metadata"]["name"], svc["metadata"]["namespace"]
@@ -1184,8 +1222,11 @@ class Controller:
 
 # ============================================================== helpers
 
-def attach_model_artifacts(pod_spec, spec):
-    """Storage-initializer init container (hf://, s3://, gs://, http(s)://) or a PVC mount for pvc://."""
+def attach_model_artifacts(pod_spec, spec, credential_envs=()):
+    """Storage-initializer init container (hf://, s3://, gs://, http(s)://) or a PVC mount for pvc://.
+
+    ``credential_envs``: what ``Controller.storage_credential_envs`` found for the storage initializer.
+    """
     uri = (spec.get("model") or {}).get("uri") or ""
     main = next((c for c in pod_spec.get("containers") or [] if c.get("name") == "main"), None)
     if main is None or not uri:
@@ -1206,6 +1247,7 @@ def attach_model_artifacts(pod_spec, spec):
     mounts.append({"name": "kserve-provision-location", "mountPath": MODEL_MOUNT, "readOnly": True})
     pod_spec.setdefault("initContainers", []).append({
         "name": "storage-initializer", "image": STORAGE_INITIALIZER_IMAGE, "args": [uri, MODEL_MOUNT],
+        **({"env": list(credential_envs)} if credential_envs else {}),
         "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "100m", "memory": "100Mi"}},
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [{"name": "kserve-provision-location", "mountPath": MODEL_MOUNT}],

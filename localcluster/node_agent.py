@@ -837,7 +837,15 @@ def _storage_uri_error(uri):
 
 
 def _gated_model_error(uri, env):
-    """Gated Hugging Face repos need HF_TOKEN in the *storage-initializer's* env (the seed sets it on main only)."""
+    """Gated Hugging Face repos need HF_TOKEN in the *storage-initializer's* env (the seed sets it on main only).
+
+    KServe's storage initializer downloads hf:// URIs with ``huggingface_hub.snapshot_download`` and no explicit
+    token (kserve/kserve v0.20.0 python/storage/kserve_storage/kserve_storage.py, ``_download_hf``), so only the
+    ``HF_TOKEN`` of its own environment authenticates; without it the Hub answers a gated repo with 401 and
+    ``GatedRepoError`` is raised (huggingface_hub ``utils/_http.py``, ``hf_raise_for_status``). KServe puts
+    HF_TOKEN there from the Secret of the ``serving.kserve.io/storageSecretName`` annotation or of the
+    ServiceAccount (pkg/credentials/service_account_credentials.go), never from the main container's env.
+    """
     repo = uri[len("hf://"):].split(":", 1)[0] if uri.startswith("hf://") else ""
     if repo.startswith(GATED_REPO_PREFIXES) and not env.get("HF_TOKEN"):
         return (f"huggingface_hub.errors.GatedRepoError: 401 Client Error. Cannot access gated repo for url "

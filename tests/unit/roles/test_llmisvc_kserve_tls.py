@@ -32,9 +32,10 @@ PLAYBOOK = """
 """
 
 
-def _run(tmp_path, resources):
+def _run(tmp_path, resources, model_uri="hf://Qwen/Qwen2.5-3B-Instruct"):
     (tmp_path / "play.yml").write_text(PLAYBOOK)
-    extra = {"given": {"resources": resources}, "out": str(tmp_path / "out.json"), "llmisvc_pattern": {}}
+    extra = {"given": {"resources": resources}, "out": str(tmp_path / "out.json"),
+             "llmisvc_pattern": {"model_uri": model_uri}}
     (tmp_path / "vars.json").write_text(json.dumps(extra))
     proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), str(tmp_path / "play.yml"),
                            "-e", f"@{tmp_path}/vars.json"], cwd=ROOT, capture_output=True, text=True, check=False)
@@ -42,8 +43,13 @@ def _run(tmp_path, resources):
     return json.loads((tmp_path / "out.json").read_text())
 
 
-def _cm(ingress):
-    return [{"metadata": {"name": "inferenceservice-config", "namespace": "kserve"}, "data": {"ingress": ingress}}]
+CREDENTIALS = json.dumps({"storageSecretNameAnnotation": "serving.kserve.io/storageSecretName",
+                          "storageSpecSecretName": "storage-config"})
+
+
+def _cm(ingress, credentials=CREDENTIALS):
+    data = {"ingress": ingress, "credentials": credentials}
+    return [{"metadata": {"name": "inferenceservice-config", "namespace": "kserve"}, "data": data}]
 
 
 @pytest.mark.parametrize(("resources", "expected"), [
@@ -63,3 +69,14 @@ def test_unreadable_ingress_is_a_problem_naming_the_configmap(tmp_path):
     assert result["tls"] is False
     assert len(result["problems"]) == 1
     assert "kserve/inferenceservice-config" in result["problems"][0] and '"ingress"' in result["problems"][0]
+
+
+@pytest.mark.parametrize("credentials", [json.dumps({"storageSecretNameAnnotation": "example.com/secret"}), "{}"])
+def test_storage_secret_annotation_other_than_the_roles_is_a_problem(tmp_path, credentials):
+    # kserve/kserve v0.20.0 pkg/credentials/service_account_credentials.go: only the configured annotation is read.
+    result = _run(tmp_path, _cm("{}", credentials))
+    assert len(result["problems"]) == 1
+    assert "credentials.storageSecretNameAnnotation" in result["problems"][0]
+    assert "serving.kserve.io/storageSecretName" in result["problems"][0] and "401" in result["problems"][0]
+    # not an hf:// model: the storage initializer needs no Hugging Face token
+    assert _run(tmp_path, _cm("{}", credentials), model_uri="pvc://models/qwen")["problems"] == []

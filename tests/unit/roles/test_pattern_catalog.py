@@ -71,6 +71,7 @@ CASES += [
     ("reserved-flag", {"pattern_name": "p3-gpu", "pattern_overrides": {"vllm_args": ["--served-model-name=x"]}}),
     ("p3-gpu-tls", {"pattern_name": "p3-gpu", "llmisvc_kserve_tls": True}),
     ("reserved-ssl-flag", {"pattern_name": "p3-gpu", "pattern_overrides": {"vllm_args": ["--ssl-certfile=/x.crt"]}}),
+    ("hf-key-not-hf-token", {"pattern_name": "p3-gpu", "llmisvc_hf_token_key": "token"}),
 ]
 
 RENDER_ONE = """
@@ -81,6 +82,7 @@ RENDER_ONE = """
     pattern_overrides: "{{ case.vars.pattern_overrides | default({}) }}"
     llmisvc_api_version: "{{ case.vars.llmisvc_api_version | default('v1alpha1') }}"
     llmisvc_kserve_tls: "{{ case.vars.llmisvc_kserve_tls | default(None) }}"
+    llmisvc_hf_token_key: "{{ case.vars.llmisvc_hf_token_key | default('HF_TOKEN') }}"
   block:
     - name: Resolve the pattern
       ansible.builtin.include_role:
@@ -313,6 +315,16 @@ def test_seed_gpu_manifest_args_are_refused_naming_the_flag(rendered):
     assert "pattern p3-gpu vllm_args" in error
 
 
+@pytest.mark.parametrize("case_id", RENDERED_IDS)
+def test_storage_initializer_gets_the_hf_token(rendered, case_id):
+    # KServe gives the storage initializer the Secret named by the serving.kserve.io/storageSecretName annotation
+    # (kserve/kserve v0.20.0 pkg/credentials/service_account_credentials.go); its HF_TOKEN key becomes HF_TOKEN
+    # (pkg/credentials/hf/hf_secret.go). The main container's env does not reach the init container.
+    manifest = rendered[case_id]["manifests"]["llmisvc"]
+    assert rendered[case_id]["pattern"]["model_uri"].startswith("hf://")
+    assert manifest["metadata"]["annotations"] == {"serving.kserve.io/storageSecretName": "hf-token"}
+
+
 def test_kserve_tls_keeps_the_presets_tls(rendered):
     # enableLLMInferenceServiceTLS on: the preset's vLLM flags, HTTPS probes (config-llm-template.yaml) and
     # HTTPS load-balancer health checks.
@@ -338,6 +350,7 @@ def test_kserve_tls_keeps_the_presets_tls(rendered):
     ("tp-too-large", ["--tensor-parallel-size=2"]),
     ("reserved-flag", ["--served-model-name is set by the llmisvc role"]),
     ("reserved-ssl-flag", ["--ssl-certfile is set by the llmisvc role", "enableLLMInferenceServiceTLS"]),
+    ("hf-key-not-hf-token", ["llmisvc_hf_token_key must be HF_TOKEN (got token)", "hf_secret.go"]),
 ])
 def test_bad_input_is_refused_with_a_clear_message(rendered, case_id, expected):
     error = rendered[case_id]["error"]
