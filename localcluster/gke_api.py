@@ -40,6 +40,10 @@ log (``{"requests": [{"method", "path", "query", "status", "body"}]}``, admin ca
 ``DELETE /_sim/requests`` clears it. ``POST /_sim/quotas`` with ``{"NVIDIA_T4_GPUS": 2}`` sets regional quota
 limits (enforced on create/setSize/scale-up, shown by ``GET /compute/v1/projects/P/regions/R``);
 ``DELETE /_sim/quotas`` restores the defaults.
+``POST /_sim/stockouts`` with ``{"zone": "europe-west4-a", "machine_type": "ct6e-standard-4t"}`` (machine type
+optional: all) makes new pools in that zone fail with GCE_STOCKOUT, unless they consume a reservation with room
+(``POST /_sim/reservations`` with ``{"name", "zone", "machine_type", "count"}``; a pool consumes it with
+``config.reservationAffinity`` ANY_RESERVATION or SPECIFIC_RESERVATION naming it). ``DELETE`` clears either.
 """
 import copy
 import hashlib
@@ -277,8 +281,54 @@ class Simulator:
             record = self.state["pools"].get(pool)
             if not record or not record.get("provision_fault"):
                 return None
+            if record["provision_fault"].get("zone") not in (None, zone):  # a per-zone stockout elsewhere
+                return None
             fault, record["provision_fault"] = record["provision_fault"], None
             return fault
+
+    # -- capacity: per-zone stockouts and reservations (admin: /_sim/stockouts, /_sim/reservations)
+
+    def zone_stockout(self, pool, zones):
+        """The first of ``zones`` that is out of stock for the pool's machine type and not covered by a
+        reservation the pool consumes, else None. A reservation holds capacity for its project, so a pool that
+        consumes one with room for its nodes gets VMs in a zone that is otherwise out of stock
+        (https://cloud.google.com/compute/docs/instances/reservations-overview)."""
+        machine = nodes.pool_machine(pool)
+        stockouts = self.state.setdefault("zone_stockouts", {})
+        for zone in zones:
+            machines = stockouts.get(zone)
+            if machines is None or (machines and machine not in machines):
+                continue
+            if self.reserved_room(pool, zone) >= int(pool.get("initialNodeCount") or 0):
+                continue
+            return zone
+        return None
+
+    def reserved_room(self, pool, zone):
+        """VMs the pool may take from reservations in ``zone`` (ReservationAffinity of its node config)."""
+        affinity = (pool.get("config") or {}).get("reservationAffinity") or {}
+        kind = affinity.get("consumeReservationType")
+        if kind not in ("ANY_RESERVATION", "SPECIFIC_RESERVATION", "ANY_RESERVATION_THEN_FAIL"):
+            return 0
+        wanted = set(affinity.get("values") or []) if kind == "SPECIFIC_RESERVATION" else None
+        return sum(int(r["count"]) for name, r in self.state.setdefault("reservations", {}).items()
+                   if r["zone"] == zone and r["machine_type"] == nodes.pool_machine(pool)
+                   and (wanted is None or name in wanted))
+
+    def check_reservation_affinity(self, pool):
+        """GKE refuses SPECIFIC_RESERVATION naming a reservation the project does not have (the simulator's own
+        wording: GKE's text for it is not checked)."""
+        affinity = (pool.get("config") or {}).get("reservationAffinity") or {}
+        if affinity.get("consumeReservationType") != "SPECIFIC_RESERVATION":
+            return
+        if not affinity.get("values"):
+            raise invalid("Reservation affinity SPECIFIC_RESERVATION needs the reservation name(s) in values.",
+                          "node_pool.config.reservation_affinity.values")
+        known = self.state.setdefault("reservations", {})
+        for name in affinity["values"]:
+            if name not in known:
+                raise invalid(f"Reservation \"{name}\" was not found in project {self.project}.",
+                              "node_pool.config.reservation_affinity.values")
 
     def provision_failed(self, pool, zone, fault, count):
         with self.lock:
@@ -465,6 +515,11 @@ class Simulator:
             raise shortfall
         if fault and fault["fault"] == "stockout":
             record["provision_fault"] = fault
+        else:
+            self.check_reservation_affinity(pool)
+            short = self.zone_stockout(pool, list(record["zones"]))
+            if short:
+                record["provision_fault"] = {"fault": "stockout", "zone": short, "id": f"zone-{short}"}
         self.state["pools"][pool["name"]] = record
         return self.start_operation("CREATE_NODE_POOL", f"/nodePools/{pool['name']}", "create", pool["name"])
 
@@ -1184,6 +1239,37 @@ class Api:
                 self.sim.state["quota_limits"] = {}
                 self.sim.save()
             return 200, {"limits": self.sim.quota_limits()}
+        if path == "/_sim/stockouts" and method == "POST":
+            spec = self._parse_body("POST", body_bytes) or {}
+            zone = spec.get("zone")
+            if zone not in gke_catalog.ZONES:
+                raise invalid(f"zone must be a simulated zone ({', '.join(sorted(gke_catalog.ZONES))})", "zone")
+            with self.sim.lock:
+                machines = self.sim.state.setdefault("zone_stockouts", {}).setdefault(zone, [])
+                if spec.get("machine_type"):
+                    machines.append(spec["machine_type"])
+                self.sim.save()
+                return 200, {"stockouts": self.sim.state["zone_stockouts"]}
+        if path == "/_sim/stockouts" and method == "DELETE":
+            with self.sim.lock:
+                self.sim.state["zone_stockouts"] = {}
+                self.sim.save()
+            return 200, {"stockouts": {}}
+        if path == "/_sim/reservations" and method == "POST":
+            spec = self._parse_body("POST", body_bytes) or {}
+            missing = [k for k in ("name", "zone", "machine_type", "count") if not spec.get(k)]
+            if missing:
+                raise invalid(f"a reservation needs {', '.join(missing)}", missing[0])
+            with self.sim.lock:
+                self.sim.state.setdefault("reservations", {})[spec["name"]] = {
+                    "zone": spec["zone"], "machine_type": spec["machine_type"], "count": int(spec["count"])}
+                self.sim.save()
+                return 200, {"reservations": self.sim.state["reservations"]}
+        if path == "/_sim/reservations" and method == "DELETE":
+            with self.sim.lock:
+                self.sim.state["reservations"] = {}
+                self.sim.save()
+            return 200, {"reservations": {}}
         if path == "/_sim/requests" and method == "DELETE":
             with self.sim.lock:
                 self.sim.requests.clear()

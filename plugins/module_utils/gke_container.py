@@ -70,7 +70,10 @@ GKE_MANAGED_TAINT_KEYS = ("nvidia.com/gpu", "google.com/tpu")
 
 # Fields GKE cannot change on an existing pool: changing them needs recreate=true (delete + create). A machine type
 # change between a TPU and a non-TPU machine type is also a recreate (see compute_diff).
-IMMUTABLE_FIELDS = ("spot", "tpu_topology", "service_account", "oauth_scopes")
+IMMUTABLE_FIELDS = ("spot", "tpu_topology", "service_account", "oauth_scopes", "reservation_affinity")
+# ReservationAffinity.consumeReservationType values (Container API v1 discovery document) the module accepts.
+RESERVATION_TYPES = ("NO_RESERVATION", "ANY_RESERVATION", "SPECIFIC_RESERVATION", "ANY_RESERVATION_THEN_FAIL")
+RESERVATION_NAME_KEY = "compute.googleapis.com/reservation-name"
 # Fields sent with PUT .../nodePools/NAME (UpdateNodePoolRequest).
 UPDATE_FIELDS = ("node_locations", "labels", "taints", "machine_type", "accelerator", "image_type", "disk_type",
                  "disk_size_gb")
@@ -240,6 +243,42 @@ def validate_accelerator(accelerator):
         raise GkeError("accelerator.count must be at least 1", kind="invalid")
 
 
+def validate_capacity_options(params):
+    """reservation_affinity and fallback_locations, checked before any request."""
+    affinity = params.get("reservation_affinity")
+    if affinity:
+        kind = affinity.get("consume_reservation_type")
+        if kind not in RESERVATION_TYPES:
+            raise GkeError(f"reservation_affinity.consume_reservation_type must be one of "
+                           f"{', '.join(RESERVATION_TYPES)} (got {kind!r})", kind="invalid")
+        if kind == "SPECIFIC_RESERVATION" and not affinity.get("values"):
+            raise GkeError("reservation_affinity.values must name the reservation(s) to consume with "
+                           "consume_reservation_type SPECIFIC_RESERVATION", kind="invalid")
+        if kind != "SPECIFIC_RESERVATION" and affinity.get("values"):
+            raise GkeError(f"reservation_affinity.values is only for SPECIFIC_RESERVATION, not {kind}",
+                           kind="invalid")
+    fallback = params.get("fallback_locations") or []
+    if fallback:
+        region = re.sub(r"-[a-z]$", "", params.get("location") or "")
+        for zone in fallback:
+            if not is_zone(zone) or not zone.startswith(region + "-"):
+                raise GkeError(f"fallback_locations: '{zone}' is not a zone of the cluster's region {region}",
+                               kind="invalid")
+        if len(set(fallback)) != len(fallback):
+            raise GkeError("fallback_locations: a zone is listed twice", kind="invalid")
+
+
+def reservation_affinity_body(affinity):
+    """NodeConfig.reservationAffinity (ReservationAffinity in the Container API v1 discovery document)."""
+    if not affinity:
+        return None
+    body = {"consumeReservationType": affinity["consume_reservation_type"]}
+    if affinity.get("values"):
+        body["key"] = affinity.get("key") or RESERVATION_NAME_KEY
+        body["values"] = list(affinity["values"])
+    return body
+
+
 def validate_params(params):
     """Cross-field checks the argument spec cannot express. Raises GkeError(kind='invalid')."""
     autoscaling = params.get("autoscaling") or {}
@@ -252,6 +291,7 @@ def validate_params(params):
             raise GkeError("autoscaling.max_node_count must be at least 1 while autoscaling is enabled; "
                            "to scale a pool to zero disable autoscaling and set node_count: 0", kind="invalid")
     validate_accelerator(params.get("accelerator"))
+    validate_capacity_options(params)
     max_nodes = autoscaling.get("max_node_count") if autoscaling.get("enabled", True) else None
     validate_tpu(params.get("machine_type"), params.get("tpu_topology"), max_nodes)
     for taint in params.get("taints") or []:
@@ -291,6 +331,7 @@ def desired_view(params):
                    if params.get("taints") is not None else None),
         "node_locations": sorted(params["node_locations"]) if params.get("node_locations") else None,
         "tpu_topology": effective_topology(params.get("machine_type"), params.get("tpu_topology")),
+        "reservation_affinity": reservation_affinity_body(params.get("reservation_affinity")),
         "accelerator": None,
         "autoscaling": None,
         "node_count": _int(params.get("node_count")),
@@ -332,6 +373,7 @@ def current_view(pool, node_count=None):
         "node_locations": sorted(pool.get("locations") or []),
         "tpu_topology": effective_topology(config.get("machineType"),
                                            (pool.get("placementPolicy") or {}).get("tpuTopology")),
+        "reservation_affinity": config.get("reservationAffinity"),
         "accelerator": None,
         "autoscaling": {"enabled": bool(autoscaling.get("enabled"))},
         "node_count": node_count,
@@ -484,6 +526,7 @@ def build_node_pool(params):
             "labels": desired["labels"],
             "taints": desired["taints"],
             "accelerators": accelerators_body(params.get("accelerator")),
+            "reservationAffinity": desired["reservation_affinity"],
         },
         "locations": desired["node_locations"],
         "placementPolicy": {"tpuTopology": desired["tpu_topology"]} if desired["tpu_topology"] else None,
@@ -590,10 +633,12 @@ def stockout_message(message, ctx):
     zone = _zone_from(message, ctx.get("location"))
     return (
         f"GKE could not get capacity for node pool '{ctx.get('name')}' in zone {zone}: {describe_resource(ctx)} is "
-        f"out of stock there (GCE_STOCKOUT). What to try: another zone that offers {ctx.get('machine_type')} "
-        "(location / node_locations), spot: true (separate capacity), a smaller pool (lower initial_node_count or "
-        "min_node_count), or retry later. GKE may have left the pool in ERROR state: delete it (state: absent) or "
-        f"rerun with recreate: true. API said: {message.strip()}")
+        f"out of stock there (GCE_STOCKOUT). What to try: capacity you reserved (reservation_affinity: consume "
+        f"ANY_RESERVATION or a SPECIFIC_RESERVATION), fallback_locations (other zones of the region that offer "
+        f"{ctx.get('machine_type')}, tried in order on a stockout), another zone (location / node_locations), spot: "
+        "true (separate capacity), a smaller pool (lower initial_node_count or min_node_count), or retry later. GKE "
+        "may have left the pool in ERROR state: delete it (state: absent) or rerun with recreate: true. "
+        f"API said: {message.strip()}")
 
 
 def quota_message(message, ctx):
@@ -911,8 +956,41 @@ class NodePoolReconciler:
         self.result["node_pool"] = body
         if self.check_mode:
             return
-        self._submit("create", partial(self.client.create_pool, body), wait=self.params["wait"])
+        fallback = [z for z in self.params.get("fallback_locations") or [] if z not in (body.get("locations") or [])]
+        if not fallback or not self.params["wait"]:
+            self._submit("create", partial(self.client.create_pool, body), wait=self.params["wait"])
+            self._refresh()
+            return
+        self._create_with_fallback(body, fallback)
         self._refresh()
+
+    def _create_with_fallback(self, body, fallback):
+        """Create; on GCE_STOCKOUT delete what GKE left (a pool in ERROR) and create again in the next zone of
+        fallback_locations, in order. Reported as result.capacity_fallback {tried: [{zone, error}], used}."""
+        report = {"tried": [], "used": None}
+        self.result["capacity_fallback"] = report
+        attempts = [None] + list(fallback)  # None: the locations the task asked for (or the cluster's)
+        for index, zone in enumerate(attempts):
+            attempt = dict(body, locations=[zone]) if zone else body
+            try:
+                self._submit("create", partial(self.client.create_pool, attempt), wait=True)
+            except GkeError as exc:
+                if exc.details.get("operation"):
+                    _record(self.result, exc.details["operation"], "create")
+                if exc.kind != "stockout" or index == len(attempts) - 1:
+                    if exc.kind == "stockout":
+                        exc.message += " (fallback_locations tried: {})".format(
+                            ", ".join(t["zone"] for t in report["tried"] + [{"zone": zone or "requested"}]))
+                    raise
+                report["tried"].append({"zone": zone or ",".join(body.get("locations") or [self.client.location]),
+                                        "error": exc.message})
+                if self.client.get_pool(self.name) is not None:  # GKE keeps the failed pool, in ERROR
+                    self._submit("delete", partial(self.client.delete_pool, self.name), wait=True)
+                continue
+            report["used"] = zone or ",".join(body.get("locations") or [self.client.location])
+            if zone:
+                self.result["node_pool"] = attempt
+            return
 
     def _converge(self, pool):
         desired = desired_view(self.params)

@@ -197,6 +197,39 @@ options:
     description: OAuth scopes of the nodes.
     type: list
     elements: str
+  reservation_affinity:
+    description:
+      - Which Compute Engine reservations the nodes consume (C(NodeConfig.reservationAffinity)). Reserved capacity is
+        how TPU and GPU users avoid stockouts. Set at creation; a change needs O(recreate=true) (GKE's
+        C(UpdateNodePoolRequest) has no reservation field).
+    type: dict
+    suboptions:
+      consume_reservation_type:
+        description:
+          - V(ANY_RESERVATION) consumes any matching reservation, V(SPECIFIC_RESERVATION) only the ones in
+            O(reservation_affinity.values), V(NO_RESERVATION) none, V(ANY_RESERVATION_THEN_FAIL) any matching one and
+            fails node creation when none is left (ReservationAffinity in the Container API v1 discovery document).
+        type: str
+        required: true
+        choices: [NO_RESERVATION, ANY_RESERVATION, SPECIFIC_RESERVATION, ANY_RESERVATION_THEN_FAIL]
+      key:
+        description:
+          - Label key of the reservation resource; defaults to C(compute.googleapis.com/reservation-name) (target
+            reservations by name) when O(reservation_affinity.values) is set.
+        type: str
+      values:
+        description: Reservation names (or label values) for V(SPECIFIC_RESERVATION).
+        type: list
+        elements: str
+  fallback_locations:
+    description:
+      - Opt-in capacity fallback. Zones of the cluster's region tried in order when creating the pool hits
+        C(GCE_STOCKOUT) - the failed pool (which GKE leaves in C(ERROR)) is deleted and the pool is created again
+        with C(locations) set to the next zone. RV(capacity_fallback) reports the zones tried and the one used.
+      - Only for creation and only with O(wait=true); a stockout of a later scale-up of an existing pool is
+        reported, not moved to another zone (moving an existing pool between zones replaces its nodes).
+    type: list
+    elements: str
   recreate:
     description:
       - Delete and recreate the pool when an immutable field (O(spot), O(tpu_topology), O(service_account),
@@ -368,6 +401,18 @@ changes:
   sample: [{field: autoscaling, verb: setAutoscaling, before: {enabled: true, max_node_count: 1, min_node_count: 0},
             after: {enabled: true, max_node_count: 3, min_node_count: 0}},
            {field: machine_type, verb: update, before: n1-standard-4, after: n1-standard-8, replaces_nodes: true}]
+capacity_fallback:
+  description: Zones tried because of O(fallback_locations) and the one the pool was created in.
+  returned: when fallback_locations was set and the pool was created
+  type: dict
+  contains:
+    tried:
+      description: Zones that hit a stockout, with the error, in order.
+      type: list
+      elements: dict
+    used:
+      description: Zone (or the requested locations) the pool was created in.
+      type: str
 recreated:
   description: Whether the pool was (or in check mode would be) deleted and created again.
   returned: when recreate was needed
@@ -387,6 +432,7 @@ error_kind:
 
 from ansible_collections.google.cloud.plugins.module_utils.gcp_utils import GcpModule  # noqa: E402 (imports follow the docs)
 from ansible_collections.llm_serving.gke.plugins.module_utils.gke_container import (  # noqa: E402
+    RESERVATION_TYPES,
     GkeError,
     NodePoolReconciler,
     client_from_module,
@@ -428,6 +474,12 @@ ARGUMENT_SPEC = dict(
     image_type=dict(type="str"),
     service_account=dict(type="str"),
     oauth_scopes=dict(type="list", elements="str"),
+    reservation_affinity=dict(type="dict", options=dict(
+        consume_reservation_type=dict(type="str", required=True, choices=list(RESERVATION_TYPES)),
+        key=dict(type="str"),
+        values=dict(type="list", elements="str"),
+    )),
+    fallback_locations=dict(type="list", elements="str"),
     recreate=dict(type="bool", default=False),
     wait=dict(type="bool", default=True),
     timeout=dict(type="int", default=2700),

@@ -508,3 +508,76 @@ def test_tpu_to_gpu_machine_type_is_a_recreate():
     changes = gc.compute_diff(gc.desired_view(params(machine_type="n1-standard-4")),
                               gc.current_view({"config": {"machineType": "ct6e-standard-4t"}}))
     assert [(c["field"], c["verb"]) for c in changes] == [("machine_type", "recreate")]
+
+
+# Item 7: capacity the way TPU and GPU users get it (reservations, fallback zones) ----------------------------------
+
+def test_reservation_affinity_body_uses_the_api_fields_and_enum():
+    schema = discovery_schema("ReservationAffinity")
+    assert set(gc.RESERVATION_TYPES) <= set(schema["consumeReservationType"]["enum"])
+    p = params(reservation_affinity={"consume_reservation_type": "SPECIFIC_RESERVATION", "key": None,
+                                     "values": ["tpu-res"]})
+    gc.validate_params(p)
+    body = gc.build_node_pool(p)["config"]["reservationAffinity"]
+    assert body == {"consumeReservationType": "SPECIFIC_RESERVATION", "key": "compute.googleapis.com/reservation-name",
+                    "values": ["tpu-res"]}
+    assert set(body) <= set(schema)
+    with pytest.raises(gc.GkeError, match="reservation_affinity.values must name"):
+        gc.validate_params(params(reservation_affinity={"consume_reservation_type": "SPECIFIC_RESERVATION"}))
+
+
+def test_fallback_locations_must_be_zones_of_the_region():
+    with pytest.raises(gc.GkeError, match="fallback_locations: 'us-central1-a' is not a zone of the cluster's region"):
+        gc.validate_params(params(fallback_locations=["us-central1-a"]))
+    gc.validate_params(params(fallback_locations=["europe-west4-b", "europe-west4-c"]))
+
+
+def test_stockout_hint_names_reservations_and_fallback():
+    message = gc.stockout_message("GCE_STOCKOUT in zones/europe-west4-a", {"name": "p", "machine_type": "m"})
+    assert "reservation_affinity" in message and "fallback_locations" in message
+
+
+def test_create_hits_a_zone_stockout_and_falls_back_to_the_next_zone(api):
+    fleet = FakeFleet(api.sim)
+    api.sim.fleet = fleet
+    for zone in ("europe-west4-a", "europe-west4-b"):
+        assert call(api, "POST", "/_sim/stockouts", {"zone": zone, "machine_type": "e2-standard-4"})[0] == 200
+    result, transport = run(api, params(initial_node_count=1,
+                                        fallback_locations=["europe-west4-b", "europe-west4-c"]))
+    report = result["capacity_fallback"]
+    assert [t["zone"] for t in report["tried"]] == ["europe-west4-a", "europe-west4-b"]
+    assert all("GCE_STOCKOUT" in t["error"] for t in report["tried"]) and report["used"] == "europe-west4-c"
+    assert [o["verb"] for o in result["operations"]] == ["create", "delete", "create", "delete", "create"]
+    pool = call(api, "GET", f"{BASE}/nodePools/cpu")[1]
+    assert pool["locations"] == ["europe-west4-c"] and pool["status"] == "RUNNING"
+    assert {v["zone"] for v in fleet.nodes.values()} == {"europe-west4-c"}
+
+
+def test_without_fallback_the_stockout_is_reported(api):
+    api.sim.fleet = FakeFleet(api.sim)
+    call(api, "POST", "/_sim/stockouts", {"zone": "europe-west4-a"})
+    with pytest.raises(gc.GkeError) as err:
+        run(api, params(initial_node_count=1))
+    assert err.value.kind == "stockout" and "europe-west4-a" in err.value.message
+
+
+def test_a_consumed_reservation_gets_capacity_in_a_stocked_out_zone(api):
+    fleet = FakeFleet(api.sim)
+    api.sim.fleet = fleet
+    call(api, "POST", "/_sim/stockouts", {"zone": "europe-west4-a"})
+    reservation = {"name": "cpu-res", "zone": "europe-west4-a", "machine_type": "e2-standard-4", "count": 2}
+    assert call(api, "POST", "/_sim/reservations", reservation)[0] == 200
+    affinity = {"consume_reservation_type": "SPECIFIC_RESERVATION", "key": None, "values": ["cpu-res"]}
+    result, _transport = run(api, params(initial_node_count=2, reservation_affinity=affinity))
+    assert result["changed"] and len(fleet.nodes) == 2
+    pool = call(api, "GET", f"{BASE}/nodePools/cpu")[1]
+    assert pool["config"]["reservationAffinity"]["values"] == ["cpu-res"]
+    again, _transport = run(api, params(initial_node_count=2, reservation_affinity=affinity))
+    assert not again["changed"]
+
+
+def test_specific_reservation_that_does_not_exist_is_refused_by_the_simulator(api):
+    affinity = {"consume_reservation_type": "SPECIFIC_RESERVATION", "key": None, "values": ["nope"]}
+    with pytest.raises(gc.GkeError) as err:
+        run(api, params(reservation_affinity=affinity))
+    assert err.value.status == 400 and "nope" in err.value.message
