@@ -149,9 +149,9 @@ def run_verification(run_playbook, tmp_path, name, namespace, check=False, **ove
         "verification_benchmark_concurrency": [1, 4], "verification_benchmark_warmup_seconds": 0.5,
         "verification_benchmark_duration_seconds": 0, "verification_benchmark_max_requests_per_step": 12,
         "verification_benchmark_max_tokens": 8, "verification_scheduler_enabled": name != "rr",
-        "verification_cache_test": True, "verification_cache_concurrency": 4, "verification_cache_warmup_seconds": 0,
-        "verification_cache_duration_seconds": 0, "verification_cache_max_requests": 60,
-        "verification_cache_prefix_groups": 5, "verification_cache_shared_prefix_tokens": 200,
+        "verification_cache_test": True, "verification_cache_requests_per_group": 4,
+        "verification_cache_prefix_groups": 8 * REPLICAS, "verification_cache_shared_prefix_tokens": 200,
+        "verification_cache_require_beats_round_robin": name != "rr",
         "verification_check_pod_health": True, "verification_scrape_replica_metrics": True,
     }
     variables.update(overrides)
@@ -210,14 +210,26 @@ def test_shared_prefix_cache_hit_rate_is_higher_with_the_scheduler(verified):
     assert sched_result.rc == 0 and rr_result.rc == 0, sched_result.stdout[-3000:] + rr_result.stdout[-3000:]
     assert {c["name"] for c in rr["checks"]} == {"models", "completions", "chat_completions", "gateway_health",
                                                  "pod_health"}  # no scheduler: no routing checks
-    assert sched["cache"]["requests"] == rr["cache"]["requests"] == 60
+    assert sched["cache"]["requests"] == rr["cache"]["requests"] == 8 * REPLICAS * 4
     # Round robin sends each prefix to every replica, so each replica misses it once; the prefix-aware picker
-    # keeps a prefix on the replica that has it cached.
+    # keeps a prefix on the replica that has it cached. Fresh prefixes: both runs start cold.
     assert sched["cache"]["hit_rate"] > rr["cache"]["hit_rate"]
+    assert sched["cache"]["gain_over_round_robin"] >= 0.5 > rr["cache"]["gain_over_round_robin"]
+    assert sched["cache"]["mean_group_affinity"] > rr["cache"]["mean_group_affinity"]
     for report in (sched, rr):
-        shares = [r["request_share"] for r in report["cache"]["replicas"].values()]
+        cache = report["cache"]
+        assert cache["replica_request_sum"] == cache["requests"] and cache["unattributed_requests"] == 0
+        assert sum(r["requests"] for r in cache["replicas"].values()) == cache["requests"]
+        shares = [r["request_share"] for r in cache["replicas"].values()]
         assert len(shares) == REPLICAS and sum(shares) == pytest.approx(1.0)
     assert min(r["request_share"] for r in rr["cache"]["replicas"].values()) > 0.2  # round robin spreads evenly
+
+
+def test_a_round_robin_route_fails_the_beats_round_robin_requirement(run_playbook, deployed, module_tmp):
+    result, report = run_verification(run_playbook, module_tmp, "rr", deployed, verification_benchmark=False,
+                                      verification_cache_require_beats_round_robin=True)
+    assert result.rc != 0
+    assert any(f.startswith("verification_cache_min_gain: measured") for f in report["failures"]), report["failures"]
 
 
 def test_missed_thresholds_fail_naming_threshold_and_measured_value(run_playbook, deployed, module_tmp):
