@@ -16,6 +16,9 @@ description:
     node pools; optionally checks with the Compute Engine API that every zone the nodes would use offers
     O(machine_type) and O(accelerator_type).
   - Read-only. Meant for pre-flight checks before creating node pools (used by the C(nodepool) role).
+  - Authentication as in M(llm_serving.gke.gke_node_pool) - an HTTP 401 fails with C(error_kind=auth) (for a bare
+    access token, saying it expired or was revoked), and with O(auth_kind=application) the project of Application
+    Default Credentials is used when O(project) and C(GCP_PROJECT) are unset.
 author:
   - llm_serving.gke maintainers (@llm-serving)
 extends_documentation_fragment:
