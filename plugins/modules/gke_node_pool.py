@@ -476,7 +476,7 @@ ARGUMENT_SPEC = dict(
     oauth_scopes=dict(type="list", elements="str"),
     reservation_affinity=dict(type="dict", options=dict(
         consume_reservation_type=dict(type="str", required=True, choices=list(RESERVATION_TYPES)),
-        key=dict(type="str"),
+        key=dict(type="str", no_log=False),  # a reservation label key, not a secret
         values=dict(type="list", elements="str"),
     )),
     fallback_locations=dict(type="list", elements="str"),
