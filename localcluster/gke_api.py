@@ -630,7 +630,7 @@ class Simulator:
                 self._set_etag(record["api"])
 
     def update_pool(self, name, update):
-        """Apply an UpdateNodePoolRequest: labels/taints/resource labels in place, hardware by recreating nodes."""
+        """Apply an UpdateNodePoolRequest: labels/taints/resource labels in place, hardware by a surge upgrade."""
         record = self.state["pools"][name]
         changes = pool_update_changes(record["api"], update, self.zone)
         self.ensure_no_operation()
@@ -807,7 +807,7 @@ def pool_update_changes(pool, update, cluster_zone):
     handled = ("labels", "resourceLabels", "taints", "locations", "nodeVersion")
     for key, value in update.items():
         if key not in handled:
-            changes[key] = value  # hardware fields recreate nodes; the rest is kept in the pool's config
+            changes[key] = value  # hardware fields replace the nodes (surge); the rest is kept in the pool's config
     if "machineType" in changes:
         for zone in pool_zones(pool, cluster_zone):
             if gke_catalog.machine_type(zone, changes["machineType"]) is None:
