@@ -339,9 +339,9 @@ def build(wheels):
 
 def render(data):
     lines = [BEGIN + " by hack/vllm_flag_table.py from the vLLM wheels on PyPI: do not edit by hand"]
-    for key, value in data.items():
-        text = pprint.pformat(value, width=116, sort_dicts=False, compact=True)
-        lines.append(f"{key} = {text}")
+    for key, value in data.items():  # KEY = (\n    <value>\n): continuation lines indented as pep8 wants
+        text = pprint.pformat(value, width=112, sort_dicts=False, compact=True)
+        lines.append(f"{key} = (\n" + "\n".join("    " + line for line in text.splitlines()) + "\n)")
     lines.append(END)
     return "\n".join(lines) + "\n"
 
