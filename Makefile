@@ -15,7 +15,7 @@ export ANSIBLE_HOME := $(ROOT)/.cache/ansible-home
 export ANSIBLE_LOCAL_TEMP := $(ROOT)/.cache/ansible-tmp
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup system-packages lint sanity unit integration molecule molecule-switch test build ee \
+.PHONY: setup system-packages lint sanity unit integration molecule molecule-default molecule-switch test build ee \
         cluster-up cluster-down cluster-status control-plane deploy-local clean
 
 setup: $(STAMP) $(COLL_LINK)
@@ -67,22 +67,35 @@ sanity: setup $(SANITY_VENV)/.installed
 	git init -q && git add -A >/dev/null
 	$(SANITY_VENV)/bin/ansible-test sanity --python 3.11 --requirements --color no $(SANITY_ARGS)
 
+# JUnit XML for tests/run_suite.py's summary when it runs the stage (LLM_SERVING_TEST_LOG_DIR set).
+junit = $(if $(LLM_SERVING_TEST_LOG_DIR),--junitxml=$(LLM_SERVING_TEST_LOG_DIR)/$(1).xml)
+# Integration tests run in parallel workers (pytest-xdist; tests/integration/conftest.py decides which
+# modules keep to one worker); tests marked `serial` (they restart or reconfigure the shared cluster) after.
+INTEGRATION_WORKERS ?= 4
+
 unit: setup
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q -n 2 --durations=10 $(call junit,unit) tests/unit
 
 integration: setup cluster-up
-	$(BIN)/pytest -q tests/integration
+	rc=0
+	$(BIN)/pytest -q -n $(INTEGRATION_WORKERS) --dist loadgroup -m "not serial" --durations=10 \
+	  $(call junit,integration-parallel) tests/integration || rc=$$?
+	$(BIN)/pytest -q -m serial --durations=10 $(call junit,integration-serial) tests/integration || rc=$$?
+	exit $$rc
 
 # molecule/kind needs Docker and kind images: not run here (docs/testing.md).
-molecule: setup
+molecule: molecule-default molecule-switch
+
+molecule-default: setup
 	$(BIN)/molecule test -s default
-	$(BIN)/molecule test -s switch
 
 molecule-switch: setup
 	$(BIN)/molecule test -s switch
 
-# Order: fast checks first; the pytest integration suite last so its summary closes the log.
-test: lint sanity build ee unit molecule integration
+# Two concurrent lanes (static checks | cluster-up, molecule, integration); prints each stage's wall time,
+# the ten slowest tests and one closing count line (tests/run_suite.py).
+test: setup
+	$(BIN)/python tests/run_suite.py
 
 build: setup
 	rm -rf $(ROOT)/.cache/build

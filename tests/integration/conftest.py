@@ -198,3 +198,20 @@ def run_playbook(local_cluster):
         return PlaybookResult(proc.returncode, proc.stdout, proc.stderr, parse_recap(proc.stdout))
 
     return run
+
+
+# ---------------------------------------------------------------- parallel workers (pytest-xdist)
+
+# `make integration` runs this suite with pytest-xdist (--dist loadgroup). Tests of these modules may run on
+# different workers at the same time: each test makes its own namespace, llmisvc, node pool and GKE faults
+# (all named after the test). Every other module keeps to one worker, because its module-scoped fixtures
+# build objects with fixed names that its tests share. Tests marked `serial` (they restart or reconfigure
+# the shared cluster) run afterwards, alone, in a second pytest run.
+SPREAD_MODULES = {"test_bad_input_matrix", "test_gke_node_pool", "test_llmisvc_role", "test_llmisvc_wait_cluster"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if module not in SPREAD_MODULES:
+            item.add_marker(pytest.mark.xdist_group(module))

@@ -22,8 +22,10 @@ class Simulator:
         self.pools_path = (f"/v1/projects/{env['GCP_PROJECT']}/locations/{env['GKE_LOCATION']}/clusters/"
                            f"{env['GKE_CLUSTER']}/nodePools")
 
-    def fault(self, fault, method="POST", path_regex="nodePools$", times=1):
+    def fault(self, fault, method="POST", path_regex="nodePools$", times=1, body_regex=None):
         spec = {"method": method, "path_regex": path_regex, "fault": fault, "times": times}
+        if body_regex:  # a create names its pool only in the body; other sessions create pools at the same time
+            spec["body_regex"] = body_regex
         requests.post(f"{self.base}/_sim/faults", json=spec, headers=self.headers, timeout=10).raise_for_status()
 
     def log(self):
@@ -163,7 +165,7 @@ def test_check_mode_sends_no_write(sim, pool_name, module_play):
 
 
 def test_stockout_fails_fast_naming_zone_machine_and_what_to_try(sim, pool_name, module_play, local_cluster):
-    sim.fault("stockout")
+    sim.fault("stockout", body_regex=pool_name)
     result = module_play(t4_pool(pool_name))
     assert result.rc != 0
     assert "GCE_STOCKOUT" in result.stdout and local_cluster["GKE_LOCATION"] in result.stdout
@@ -174,7 +176,7 @@ def test_stockout_fails_fast_naming_zone_machine_and_what_to_try(sim, pool_name,
 
 def test_quota_fails_fast_without_retry(sim, pool_name, module_play):
     mark = sim.requests_for(pool_name)
-    sim.fault("quota")
+    sim.fault("quota", body_regex=pool_name)
     result = module_play(t4_pool(pool_name))
     assert result.rc != 0 and '"error_kind": "quota"' in result.stdout, result.stdout
     assert "Not enough quota" in result.stdout and "smaller pool" in result.stdout

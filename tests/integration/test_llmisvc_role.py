@@ -14,25 +14,26 @@ from kubernetes.client.exceptions import ApiException
 pytestmark = pytest.mark.cluster
 
 PLAYBOOK = "tests/integration/playbooks/llmisvc_pattern.yml"
-POOLS = {"gpu": "t-llmisvc-gpu", "tpu": "t-llmisvc-tpu"}
-FAMILY = {"p1-tpu": "tpu", "p3-tpu": "tpu", "p3-gpu": "gpu"}
+# One pool per pattern: the deploy tests of different patterns may run at the same time (pytest-xdist).
+POOLS = {"p3-gpu": "t-llmisvc-gpu", "p1-tpu": "t-llmisvc-p1-tpu", "p3-tpu": "t-llmisvc-p3-tpu"}
 SEED_GPU_ARGS = ["--dtype=half", "--max-model-len=2048", "--gpu-memory-utilization=0.75", "--enable-prefix-caching",
                  "--prefix-cache-block-size=16", "--disable-log-requests"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def delete_test_pools(local_cluster):
-    """The node pools these tests create (through the nodepool role) are removed at the end."""
-    yield
+@pytest.fixture
+def delete_test_pool(local_cluster):
+    """delete_test_pool(name): remove that node pool (made through the nodepool role) when the test ends."""
+    made = []
+    yield made.append
     env = local_cluster
     base = (f"{env['GKE_API_ENDPOINT']}/v1/projects/{env['GCP_PROJECT']}/locations/{env['GKE_LOCATION']}"
             f"/clusters/{env['GKE_CLUSTER']}/nodePools")
     headers = {"Authorization": f"Bearer {env['GCP_ACCESS_TOKEN']}"}
-    for pool in POOLS.values():
-        # GKE refuses a second operation while one runs on the cluster: retry for a while.
-        for _attempt in range(30):
+    for pool in made:
+        # GKE refuses a second operation while one runs on the cluster (400 FAILED_PRECONDITION): retry.
+        for _attempt in range(60):
             response = requests.delete(f"{base}/{pool}", headers=headers, timeout=30)
-            if response.status_code != 400 or "incompatible operation" not in response.text:
+            if response.status_code != 400:
                 break
             time.sleep(2)
 
@@ -63,7 +64,7 @@ def _list(k8s, api_version, kind, namespace, selector=None):
 
 def _vars(pattern, namespace, **overrides):
     return {"pattern_name": pattern,
-            "pattern_overrides": {"namespace": namespace, "nodepool": {"name": POOLS[FAMILY[pattern]]}, **overrides}}
+            "pattern_overrides": {"namespace": namespace, "nodepool": {"name": POOLS[pattern]}, **overrides}}
 
 
 def _condition(obj, kind):
@@ -71,7 +72,9 @@ def _condition(obj, kind):
 
 
 @pytest.mark.parametrize("pattern", ["p3-gpu", "p1-tpu", "p3-tpu"])
-def test_pattern_deploys_ready_reruns_unchanged_checks_and_deletes(run_playbook, k8s, namespace, pattern):
+def test_pattern_deploys_ready_reruns_unchanged_checks_and_deletes(run_playbook, k8s, namespace, pattern,
+                                                                 delete_test_pool):
+    delete_test_pool(POOLS[pattern])
     extra = _vars(pattern, namespace)
     first = run_playbook(PLAYBOOK, extra, timeout=1800)
     assert first.rc == 0, first.stdout[-4000:]

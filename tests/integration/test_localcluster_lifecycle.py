@@ -23,9 +23,6 @@ pytestmark = pytest.mark.cluster
 
 @pytest.fixture
 def isolated(tmp_path):
-    if not (os.environ.get("CI") or os.environ.get("LOCALCLUSTER_LIFECYCLE_TEST") == "1"):
-        # A second API server installing the 2 MiB KServe CRDs costs ~1-2 CPU-minutes on the shared cores.
-        pytest.skip("starts a second control plane: runs in CI or with LOCALCLUSTER_LIFECYCLE_TEST=1")
     if "kube-apiserver" not in find_binaries().paths:
         pytest.skip("no control-plane binaries (make control-plane)")
     if any(port_listening(p) for p in PORTS):

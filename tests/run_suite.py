@@ -1,0 +1,176 @@
+"""Run the whole test suite (`make test`) in two concurrent lanes and say where the time went.
+
+Why two lanes: the static checks (lint, sanity, build, ee, unit) need no cluster and are CPU work, while the
+cluster lane (cluster-up, molecule, integration) spends much of its time waiting on the simulated cluster
+(node boots, rollouts, readiness polls). On a 2-core machine the static lane fills those waits.
+
+Each stage is a `make` target; its output goes to .cache/test-logs/<stage>.log and is printed (tail, or the
+whole log when the stage failed) when the stage ends. At the end the script prints the wall time of each
+stage and lane, the ten slowest tests of all pytest stages (from their JUnit XML), and one closing line
+``N passed, N failed, N skipped`` over every pytest stage. Exit status 1 when any stage failed.
+
+    .venv/bin/python tests/run_suite.py              # what `make test` runs
+    .venv/bin/python tests/run_suite.py --only unit integration
+"""
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LOG_DIR = ROOT / ".cache" / "test-logs"
+TAIL_LINES = 25
+
+
+@dataclass
+class Stage:
+    name: str
+    target: str
+    junit: tuple = ()  # JUnit XML files the stage writes (relative to LOG_DIR)
+    needs_cluster: bool = False
+    status: str = "not run"
+    seconds: float = 0.0
+    log: Path = field(default=None)
+
+
+# The lanes. Within a lane stages run in order; a failed cluster-up stops the rest of its lane.
+LANES = {
+    "static": [
+        Stage("lint", "lint"),
+        Stage("sanity", "sanity"),
+        Stage("build+ee", "ee"),
+        Stage("unit", "unit", junit=("unit.xml",)),
+    ],
+    "cluster": [
+        Stage("cluster-up", "cluster-up"),
+        Stage("molecule default", "molecule-default", needs_cluster=True),
+        Stage("molecule switch", "molecule-switch", needs_cluster=True),
+        Stage("integration", "integration", junit=("integration-parallel.xml", "integration-serial.xml"),
+              needs_cluster=True),
+    ],
+}
+
+_print_lock = threading.Lock()
+
+
+def say(text):
+    with _print_lock:
+        print(text, flush=True)
+
+
+def run_stage(stage, env):
+    stage.log = LOG_DIR / (stage.name.replace(" ", "-").replace("+", "-") + ".log")
+    for name in stage.junit:
+        (LOG_DIR / name).unlink(missing_ok=True)
+    say(f"==> {stage.name}: make {stage.target} (log: {stage.log.relative_to(ROOT)})")
+    started = time.monotonic()
+    with open(stage.log, "w") as log:
+        proc = subprocess.run(["make", "--no-print-directory", stage.target], cwd=ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
+    stage.seconds = time.monotonic() - started
+    stage.status = "passed" if proc.returncode == 0 else f"FAILED (rc={proc.returncode})"
+    lines = stage.log.read_text(errors="replace").splitlines()
+    shown = lines if proc.returncode else lines[-TAIL_LINES:]
+    header = "" if proc.returncode or len(lines) <= TAIL_LINES else f" (last {TAIL_LINES} of {len(lines)} lines)"
+    say(f"--- {stage.name}: {stage.status} in {fmt(stage.seconds)}{header}\n" + "\n".join(shown)
+        + f"\n--- end of {stage.name}\n")
+    return proc.returncode == 0
+
+
+def run_lane(stages, env, results):
+    started = time.monotonic()
+    cluster_ok = True
+    for stage in stages:
+        if stage.needs_cluster and not cluster_ok:
+            stage.status = "not run (cluster-up failed)"
+            continue
+        ok = run_stage(stage, env)
+        if stage.target == "cluster-up":
+            cluster_ok = ok
+    results.append(time.monotonic() - started)
+
+
+def fmt(seconds):
+    return f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
+
+
+def junit_cases(files):
+    """(seconds, nodeid, outcome) for every test case in the JUnit XML files that exist."""
+    cases = []
+    for path in files:
+        if not path.exists():
+            continue
+        for case in ET.parse(path).getroot().iter("testcase"):
+            outcome = "passed"
+            for child in case:
+                if child.tag in ("failure", "error"):
+                    outcome = "failed"
+                elif child.tag == "skipped" and outcome == "passed":
+                    outcome = "skipped"
+            nodeid = f"{case.get('classname', '')}::{case.get('name', '')}"
+            cases.append((float(case.get("time") or 0), nodeid, outcome))
+    return cases
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="stage names to run (default: all)")
+    args = parser.parse_args(argv)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    # Molecule's destroy step keeps the cluster for the stages after it; the lane owner stops it (.ci/run).
+    env["LOCALCLUSTER_KEEP"] = "1"
+    env["LLM_SERVING_TEST_LOG_DIR"] = str(LOG_DIR)
+
+    lanes = {name: [s for s in stages if not args.only or s.name in args.only or s.target in args.only]
+             for name, stages in LANES.items()}
+    # Stop the cluster at the end only if this run started it (a developer's running cluster stays up).
+    was_running = subprocess.run([sys.executable, "-m", "localcluster", "status"], cwd=ROOT, capture_output=True,
+                                 check=False).returncode == 0
+    lane_times = {}
+    threads = []
+    started = time.monotonic()
+    for name, stages in lanes.items():
+        if not stages:
+            continue
+        lane_times[name] = []
+        thread = threading.Thread(target=run_lane, args=(stages, env, lane_times[name]), name=name)
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join()
+    total = time.monotonic() - started
+    if not was_running and any(s.target == "cluster-up" for s in lanes["cluster"]):
+        subprocess.run(["make", "--no-print-directory", "cluster-down"], cwd=ROOT, env=env, capture_output=True,
+                       check=False)
+
+    stages = [s for lane in lanes.values() for s in lane]
+    cases = junit_cases(LOG_DIR / name for s in stages for name in s.junit)
+    print("\n==> Stage wall times (the two lanes run concurrently)")
+    for lane, lane_stages in lanes.items():
+        if not lane_stages:
+            continue
+        print(f"  lane {lane}: {fmt(lane_times[lane][0])}")
+        for stage in lane_stages:
+            print(f"    {stage.name:<18} {fmt(stage.seconds):>10}  {stage.status}")
+    print(f"  total (wall): {fmt(total)}")
+    if cases:
+        print("\n==> Ten slowest tests (pytest, all stages; setup and teardown included)")
+        for seconds, nodeid, outcome in sorted(cases, reverse=True)[:10]:
+            print(f"  {seconds:8.1f}s  {nodeid}  [{outcome}]")
+    failed_stages = [s for s in stages if s.status != "passed"]
+    counts = {k: sum(1 for c in cases if c[2] == k) for k in ("passed", "failed", "skipped")}
+    if failed_stages:
+        print("\n==> Failed or not run: " + ", ".join(f"{s.name} ({s.status})" for s in failed_stages))
+    # One plain closing line over every pytest stage.
+    print(f"\nsuite: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
+    return 1 if failed_stages else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
