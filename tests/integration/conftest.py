@@ -210,8 +210,19 @@ def run_playbook(local_cluster):
 SPREAD_MODULES = {"test_bad_input_matrix", "test_gke_node_pool", "test_llmisvc_role", "test_llmisvc_wait_cluster"}
 
 
+# The longest modules (measured: tests/run_suite.py's slowest-tests list) are handed out first, so that the
+# run does not end waiting for one of them on one worker. The sort is stable: tests of a module keep their order.
+LONGEST_FIRST = ("test_llmisvc_role", "test_verification_role", "test_nodepool_role", "test_secrets_role",
+                 "test_rbac_least_privilege", "test_kserve_sim_llmisvc", "test_node_agent_pods")
+
+
+def _module(item):
+    return item.module.__name__.rsplit(".", 1)[-1]
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: LONGEST_FIRST.index(_module(item)) if _module(item) in LONGEST_FIRST
+               else len(LONGEST_FIRST))
     for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        if module not in SPREAD_MODULES:
-            item.add_marker(pytest.mark.xdist_group(module))
+        if _module(item) not in SPREAD_MODULES:
+            item.add_marker(pytest.mark.xdist_group(_module(item)))
