@@ -79,7 +79,7 @@ def workload(config):
     prefixes = [f"Context {seed:x}-{group}: "
                 + inference_load._words(random.Random(f"{seed}/{group}"), config["shared_prefix_tokens"]) + "."
                 for group in range(config["prefix_groups"])]
-    order = [group for group in range(config["prefix_groups"]) for _ in range(config["requests_per_group"])]
+    order = [group for group in range(config["prefix_groups"]) for _repeat in range(config["requests_per_group"])]
     rng.shuffle(order)
     return [(group, f"{prefixes[group]} Question {index}: {inference_load._words(rng, config['prompt_tokens'])}?")
             for index, group in enumerate(order)]

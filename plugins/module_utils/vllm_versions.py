@@ -430,7 +430,7 @@ def shows_hidden_metrics(version, args):
     wanted = version_tuple(version)
     previous = f"{wanted[0]}.{wanted[1] - 1}"
     for i, token in enumerate(args or []):
-        name, _, value = token.partition("=")
+        name, _sep, value = token.partition("=")
         if name.replace("_", "-") == "--show-hidden-metrics-for-version":
             value = value or (args[i + 1] if i + 1 < len(args) else "")
             return value == previous

@@ -73,8 +73,8 @@ def _condition(obj, kind):
 
 
 @pytest.mark.parametrize("pattern", ["p3-gpu", "p1-tpu", "p3-tpu"])
-def test_pattern_deploys_ready_reruns_unchanged_checks_and_deletes(run_playbook, k8s, namespace, pattern,
-                                                                 delete_test_pool):
+def test_pattern_deploys_ready_reruns_unchanged_checks_and_deletes(
+        run_playbook, k8s, namespace, pattern, delete_test_pool):
     delete_test_pool(POOLS[pattern])
     extra = _vars(pattern, namespace)
     first = run_playbook(PLAYBOOK, extra, timeout=1800)

@@ -73,8 +73,8 @@ def run(api, p, check_mode=False):
 
 
 def wait_done(api, operation):
-    for _ in range(500):
-        _, op = call(api, "GET", f"/v1/projects/proj/locations/europe-west4-a/operations/{operation['name']}")
+    for _attempt in range(500):
+        _status, op = call(api, "GET", f"/v1/projects/proj/locations/europe-west4-a/operations/{operation['name']}")
         if op["status"] == "DONE":
             return op
         time.sleep(0.01)
@@ -104,8 +104,8 @@ def test_any_400_failed_precondition_is_in_progress(message):
 def test_simulator_in_progress_fault_takes_any_wording_and_module_retries_it(api, message):
     fault = {"method": "POST", "path_regex": "nodePools$", "fault": "in_progress", "message": message, "times": 2}
     assert call(api, "POST", "/_sim/faults", fault)[0] == 200
-    status, payload = call(api, "POST", f"{BASE}/nodePools", {"nodePool": {"name": "x",
-                                                                         "config": {"machineType": "e2-medium"}}})
+    status, payload = call(api, "POST", f"{BASE}/nodePools",
+                           {"nodePool": {"name": "x", "config": {"machineType": "e2-medium"}}})
     assert status == 400 and payload["error"]["status"] == "FAILED_PRECONDITION"
     assert payload["error"]["message"] == message
     assert payload["error"]["details"][0]["@type"] == "type.googleapis.com/google.rpc.RequestInfo"
@@ -116,8 +116,8 @@ def test_simulator_in_progress_fault_takes_any_wording_and_module_retries_it(api
 
 
 def test_second_write_during_an_operation_is_failed_precondition_and_is_retried(api):
-    _, op = call(api, "POST", f"{BASE}/nodePools", {"nodePool": {"name": "busy",
-                                                                "config": {"machineType": "e2-medium"}}})
+    _status, op = call(api, "POST", f"{BASE}/nodePools",
+                       {"nodePool": {"name": "busy", "config": {"machineType": "e2-medium"}}})
     status, payload = call(api, "POST", f"{BASE}/nodePools/default-pool:setSize", {"nodeCount": 3})
     assert (status, payload["error"]["status"]) == (400, "FAILED_PRECONDITION")
     result, _transport = run(api, params())  # create while "busy" is being created: retried until it is done
@@ -127,7 +127,7 @@ def test_second_write_during_an_operation_is_failed_precondition_and_is_retried(
 
 def test_update_waits_until_the_pool_is_at_rest_before_writing(api):
     """Terraform waits for a resting pool status before an update (containerNodePoolAwaitRestingState)."""
-    _, op = call(api, "POST", f"{BASE}/nodePools/default-pool:setSize", {"nodeCount": 3})
+    _status, op = call(api, "POST", f"{BASE}/nodePools/default-pool:setSize", {"nodeCount": 3})
     assert call(api, "GET", f"{BASE}/nodePools/default-pool")[1]["status"] == "RECONCILING"
     result, transport = run(api, params(name="default-pool", machine_type=None, labels={"tier": "cpu"}))
     assert result["changed"] and result["retries"] == []  # no write was sent while the pool was busy
@@ -172,18 +172,18 @@ def discovery_schema(name):
 
 
 def test_simulator_set_autoscaling_replaces_the_whole_setting(api):
-    _, op = call(api, "POST", f"{BASE}/nodePools/default-pool:setAutoscaling", {"autoscaling": {
+    _status, op = call(api, "POST", f"{BASE}/nodePools/default-pool:setAutoscaling", {"autoscaling": {
         "enabled": True, "minNodeCount": 2, "maxNodeCount": 4, "locationPolicy": "ANY"}})
     wait_done(api, op)
-    _, op = call(api, "POST", f"{BASE}/nodePools/default-pool:setAutoscaling",
-                 {"autoscaling": {"enabled": True, "maxNodeCount": 6}})
+    _status, op = call(api, "POST", f"{BASE}/nodePools/default-pool:setAutoscaling",
+                       {"autoscaling": {"enabled": True, "maxNodeCount": 6}})
     wait_done(api, op)
     autoscaling = call(api, "GET", f"{BASE}/nodePools/default-pool")[1]["autoscaling"]
     assert autoscaling == {"enabled": True, "maxNodeCount": 6, "locationPolicy": "BALANCED"}  # min 0: omitted
 
 
 def test_changing_only_max_keeps_min_and_location_policy_on_gke(api):
-    _, op = call(api, "POST", f"{BASE}/nodePools/default-pool:setAutoscaling", {"autoscaling": {
+    _status, op = call(api, "POST", f"{BASE}/nodePools/default-pool:setAutoscaling", {"autoscaling": {
         "enabled": True, "minNodeCount": 2, "maxNodeCount": 4, "locationPolicy": "ANY"}})
     wait_done(api, op)
     only_max = {"enabled": True, "min_node_count": None, "max_node_count": 6, "location_policy": None}
@@ -207,7 +207,7 @@ def test_enabling_autoscaling_with_only_max_sends_no_stale_values():
 # Item 2: sizes are per zone --------------------------------------------------------------------------------------
 
 def two_zone_pool(api, size=2):
-    _, op = call(api, "POST", f"{BASE}/nodePools", {"nodePool": {
+    _status, op = call(api, "POST", f"{BASE}/nodePools", {"nodePool": {
         "name": "multi", "initialNodeCount": size, "locations": ["europe-west4-a", "europe-west4-b"],
         "autoscaling": {"enabled": False}, "config": {"machineType": "e2-standard-4"}}})
     wait_done(api, op)
@@ -224,7 +224,7 @@ def test_simulator_serves_one_zonal_mig_per_pool_zone_with_its_target_size(api):
         assert path.endswith(igm["name"]) and igm["zone"].endswith(path.split("/zones/")[1].split("/")[0])
     status, listing = call(api, "GET", "/compute/v1/projects/proj/zones/europe-west4-b/instanceGroupManagers")
     assert status == 200 and [i["targetSize"] for i in listing["items"]] == [2]
-    status, _ = call(api, "GET", "/compute/v1/projects/proj/zones/europe-west4-b/instanceGroupManagers/nope-grp")
+    status, _body = call(api, "GET", "/compute/v1/projects/proj/zones/europe-west4-b/instanceGroupManagers/nope-grp")
     assert status == 404
 
 
@@ -233,15 +233,15 @@ def test_node_count_of_a_two_zone_pool_is_read_per_zone(api):
     p = params(name="multi", machine_type=None, autoscaling={"enabled": False}, node_count=2)
     result, transport = run(api, p)
     assert not result["changed"] and result.get("changes") == []
-    assert [w for w in transport.writes()] == []
+    assert list(transport.writes()) == []
     assert len([c for c in transport.calls if "/instanceGroupManagers/" in c[1]]) == 2
     result, transport = run(api, dict(p, node_count=3))
     assert result["changed"] and result["changes"][0]["before"] == 2
     sent = [b for m, path, b in transport.calls if path.endswith(":setSize")]
     assert sent == [{"nodeCount": 3}]
     client, _transport = sim_client(api)
-    assert client.zone_sizes(call(api, "GET", f"{BASE}/nodePools/multi")[1]) == {"europe-west4-a": 3,
-                                                                                  "europe-west4-b": 3}
+    sizes = client.zone_sizes(call(api, "GET", f"{BASE}/nodePools/multi")[1])
+    assert sizes == {"europe-west4-a": 3, "europe-west4-b": 3}
 
 
 def test_uneven_zones_are_a_change_showing_each_zone():
@@ -309,8 +309,8 @@ def test_pool_in_an_error_state_is_refused_without_recreate(status):
 
 def test_simulator_partial_stockout_on_resize_is_running_with_error_and_module_reports_it(api):
     """setSize that hits a stockout: the operation ends with error code 8, the pool is RUNNING_WITH_ERROR."""
-    _, op = call(api, "POST", f"{BASE}/nodePools", {"nodePool": {"name": "cpu", "initialNodeCount": 1,
-                                                                "config": {"machineType": "e2-standard-4"}}})
+    _status, op = call(api, "POST", f"{BASE}/nodePools",
+                       {"nodePool": {"name": "cpu", "initialNodeCount": 1, "config": {"machineType": "e2-standard-4"}}})
     wait_done(api, op)
     api.sim.fleet = None
     record = api.sim.state["pools"]["cpu"]
@@ -446,7 +446,7 @@ class FakeFleet:
                     self.sim.provision_failed(pool, zone, fault, missing)
                     return False
                 machine = self.sim.state["pools"][pool]["api"]["config"]["machineType"]
-                for _ in range(missing):
+                for _attempt in range(missing):
                     name = f"{pool}-{len(self.events)}"
                     self.nodes[name] = {"pool": pool, "zone": zone, "machine": machine}
                     self.events.append(("create", name, machine))
@@ -457,8 +457,9 @@ class FakeFleet:
 def fleet_pool(api, size=2):
     fleet = FakeFleet(api.sim)
     api.sim.fleet = fleet
-    _, op = call(api, "POST", f"{BASE}/nodePools", {"nodePool": {"name": "cpu", "initialNodeCount": size,
-                                                                "config": {"machineType": "e2-standard-4"}}})
+    _status, op = call(api, "POST", f"{BASE}/nodePools",
+                       {"nodePool": {"name": "cpu", "initialNodeCount": size,
+                                     "config": {"machineType": "e2-standard-4"}}})
     wait_done(api, op)
     fleet.events.clear()
     fleet.max_live = size
