@@ -1,8 +1,9 @@
 """Run the whole test suite (`make test`) in two concurrent lanes and say where the time went.
 
-Why two lanes: the static checks (lint, sanity, build, ee, unit) need no cluster and are CPU work, while the
-cluster lane (cluster-up, molecule, integration) spends much of its time waiting on the simulated cluster
-(node boots, rollouts, readiness polls). On a 2-core machine the static lane fills those waits.
+Why two lanes: the static checks (lint, sanity, build, ee, unit) need no cluster, while one playbook run at a
+time (the molecule scenarios) leaves part of the 2 cores idle (waits on the simulated cluster: node boots,
+rollouts, readiness polls); the static lane fills them. The integration suite's parallel workers then fill both
+cores by themselves.
 
 Each stage is a `make` target; its output goes to .cache/test-logs/<stage>.log and is printed (tail, or the
 whole log when the stage failed) when the stage ends. At the end the script prints the wall time of each
@@ -38,7 +39,9 @@ class Stage:
     log: Path = field(default=None)
 
 
-# The lanes. Within a lane stages run in order; a failed cluster-up stops the rest of its lane.
+# The lanes. Within a lane stages run in order. A stage that needs the cluster waits until cluster-up has
+# ended and is not run if cluster-up failed. The molecule scenarios and the integration suite stay in one lane:
+# run side by side, their TPU pools would together pass the simulated project's TPU quota (32 chips).
 LANES = {
     "static": [
         Stage("lint", "lint"),
@@ -82,16 +85,28 @@ def run_stage(stage, env):
     return proc.returncode == 0
 
 
-def run_lane(stages, env, results):
+class ClusterState:
+    """Whether cluster-up has ended, and how (shared by the lanes)."""
+
+    def __init__(self, will_start):
+        self.ended = threading.Event()
+        self.ok = True
+        if not will_start:  # --only without cluster-up: use the cluster as it is
+            self.ended.set()
+
+
+def run_lane(stages, env, results, cluster):
     started = time.monotonic()
-    cluster_ok = True
     for stage in stages:
-        if stage.needs_cluster and not cluster_ok:
-            stage.status = "not run (cluster-up failed)"
-            continue
+        if stage.needs_cluster:
+            cluster.ended.wait()
+            if not cluster.ok:
+                stage.status = "not run (cluster-up failed)"
+                continue
         ok = run_stage(stage, env)
         if stage.target == "cluster-up":
-            cluster_ok = ok
+            cluster.ok = ok
+            cluster.ended.set()
     results.append(time.monotonic() - started)
 
 
@@ -134,12 +149,13 @@ def main(argv=None):
                                  check=False).returncode == 0
     lane_times = {}
     threads = []
+    cluster = ClusterState(will_start=any(s.target == "cluster-up" for lane in lanes.values() for s in lane))
     started = time.monotonic()
     for name, stages in lanes.items():
         if not stages:
             continue
         lane_times[name] = []
-        thread = threading.Thread(target=run_lane, args=(stages, env, lane_times[name]), name=name)
+        thread = threading.Thread(target=run_lane, args=(stages, env, lane_times[name], cluster), name=name)
         thread.start()
         threads.append(thread)
     for thread in threads:
