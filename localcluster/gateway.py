@@ -702,13 +702,15 @@ class MetricsScraper:
     """The EPP's metrics refresh: scrapes every pool endpoint's ``/metrics`` for the scorers' inputs.
 
     gateway-api-inference-extension refreshes every 50 ms by default (``--refresh-metrics-interval``,
-    DefaultRefreshMetricsInterval in pkg/epp/server/runserver.go); here 50 ms x LOCALCLUSTER_TIME_SCALE, at least
-    20 ms. A failed scrape keeps the
-    last values (the EPP keeps stale metrics too).
+    DefaultRefreshMetricsInterval in pkg/epp/server/runserver.go). The interval is NOT scaled by
+    LOCALCLUSTER_TIME_SCALE: what it must keep in ratio with is request latency (how stale the queue and KV-cache
+    figures are while requests run), and the simulated vLLM's request latencies are real time. Scaled, it was a
+    scrape every 20 ms of every endpoint, which cost the simulators a core's worth of CPU. A failed scrape keeps
+    the last values (the EPP keeps stale metrics too).
     """
 
-    def __init__(self, time_scale):
-        self.interval = max(0.02, 0.05 * time_scale)
+    def __init__(self):
+        self.interval = 0.05
         self.values = {}  # "ip:port" -> {metric: value}
 
     async def run(self, get_snapshot, session):
@@ -740,7 +742,7 @@ class DataPlane:
         self.address = address
         self.snapshot = Snapshot()
         self.health = HealthChecker(time_scale)
-        self.metrics = MetricsScraper(time_scale)
+        self.metrics = MetricsScraper()
         self.inflight = {}
         self.pickers = {}
         self.round_robin = {}
