@@ -70,7 +70,7 @@ sanity: setup $(SANITY_VENV)/.installed
 # JUnit XML for tests/run_suite.py's summary when it runs the stage (LLM_SERVING_TEST_LOG_DIR set).
 junit = $(if $(LLM_SERVING_TEST_LOG_DIR),--junitxml=$(LLM_SERVING_TEST_LOG_DIR)/$(1).xml)
 # Integration tests run in parallel workers (pytest-xdist; tests/integration/conftest.py decides which
-# modules keep to one worker); tests marked `serial` (they restart or reconfigure the shared cluster) after.
+# modules run whole on one worker); tests marked `serial` (they restart or reconfigure the shared cluster) after.
 INTEGRATION_WORKERS ?= 4
 
 unit: setup
@@ -78,7 +78,7 @@ unit: setup
 
 integration: setup cluster-up
 	rc=0
-	$(BIN)/pytest -q -n $(INTEGRATION_WORKERS) --dist loadgroup -m "not serial" --durations=10 \
+	$(BIN)/pytest -q -n $(INTEGRATION_WORKERS) --dist loadscope -m "not serial" --durations=10 \
 	  $(call junit,integration-parallel) tests/integration || rc=$$?
 	$(BIN)/pytest -q -m serial --durations=10 $(call junit,integration-serial) tests/integration || rc=$$?
 	exit $$rc

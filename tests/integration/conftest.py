@@ -202,13 +202,12 @@ def run_playbook(local_cluster):
 
 # ---------------------------------------------------------------- parallel workers (pytest-xdist)
 
-# `make integration` runs this suite with pytest-xdist (--dist loadgroup). Tests of these modules may run on
-# different workers at the same time: each test makes its own namespace, llmisvc, node pool and GKE faults
-# (all named after the test). Every other module keeps to one worker, because its module-scoped fixtures
-# build objects with fixed names that its tests share. Tests marked `serial` (they restart or reconfigure
-# the shared cluster) run afterwards, alone, in a second pytest run.
+# `make integration` runs this suite in pytest-xdist workers. Tests of these modules may run on different
+# workers at the same time: each test makes its own namespace, llmisvc, node pool and GKE faults (all named after
+# the test). Every other module runs whole on one worker, because its module-scoped fixtures build objects with
+# fixed names that its tests share. Tests marked `serial` (they restart or reconfigure the shared cluster) run
+# afterwards, alone, in a second pytest run.
 SPREAD_MODULES = {"test_bad_input_matrix", "test_gke_node_pool", "test_llmisvc_role", "test_llmisvc_wait_cluster"}
-
 
 # The longest modules (measured: tests/run_suite.py's slowest-tests list) are handed out first, so that the
 # run does not end waiting for one of them on one worker. The sort is stable: tests of a module keep their order.
@@ -216,13 +215,26 @@ LONGEST_FIRST = ("test_llmisvc_role", "test_verification_role", "test_nodepool_r
                  "test_rbac_least_privilege", "test_kserve_sim_llmisvc", "test_node_agent_pods")
 
 
-def _module(item):
-    return item.module.__name__.rsplit(".", 1)[-1]
+def _module_name(nodeid):
+    return nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
 
 
 def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: LONGEST_FIRST.index(_module(item)) if _module(item) in LONGEST_FIRST
-               else len(LONGEST_FIRST))
-    for item in items:
-        if _module(item) not in SPREAD_MODULES:
-            item.add_marker(pytest.mark.xdist_group(_module(item)))
+    items.sort(key=lambda item: LONGEST_FIRST.index(_module_name(item.nodeid))
+               if _module_name(item.nodeid) in LONGEST_FIRST else len(LONGEST_FIRST))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Scopes of work for the xdist workers: one test in SPREAD_MODULES, else its whole module.
+
+    (Not `xdist_group` marks with --dist loadgroup: pytest-xdist 3.8 adds the group to `item._nodeid`, which
+    pytest 9 no longer reads, so the marks group nothing.)
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScopes(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            module = nodeid.split("::", 1)[0]
+            return nodeid if _module_name(nodeid) in SPREAD_MODULES else module
+
+    return ModuleScopes(config, log)
