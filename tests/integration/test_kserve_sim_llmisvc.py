@@ -302,11 +302,17 @@ def gke_request(env, method, path, body=None):
 def gpu_pool(local_cluster, cluster):
     """A one-node T4 pool in the simulated GKE (its Node is run by the node agent)."""
     name = f"t-ks-t4-{cluster.namespace[-6:]}"
+    body = {"nodePool": {"name": name, "initialNodeCount": 1,
+                         "config": {"machineType": "n1-standard-4",
+                                    "accelerators": [{"acceleratorCount": "1", "acceleratorType": "nvidia-tesla-t4"}]}}}
+    deadline = time.monotonic() + 120
     try:
-        created = gke_request(local_cluster, "POST", "/nodePools", {"nodePool": {
-            "name": name, "initialNodeCount": 1,
-            "config": {"machineType": "n1-standard-4",
-                       "accelerators": [{"acceleratorCount": "1", "acceleratorType": "nvidia-tesla-t4"}]}}})
+        created = gke_request(local_cluster, "POST", "/nodePools", body)
+        # GKE runs one operation per cluster and answers 400 FAILED_PRECONDITION meanwhile (other tests create
+        # pools at the same time): retry, as every GKE client must.
+        while created.status_code == 400 and "FAILED_PRECONDITION" in created.text and time.monotonic() < deadline:
+            time.sleep(2)
+            created = gke_request(local_cluster, "POST", "/nodePools", body)
     except (requests.RequestException, KeyError) as exc:
         pytest.skip(f"the GKE simulator is not reachable: {exc}")
     if created.status_code >= 300:
