@@ -3,7 +3,7 @@
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 """Filter ``tpu_topology_error``: why a TPU topology does not fit a machine type ('' when it does).
 
-The TPU machine-type table lives in one place, ``plugins/module_utils/gke_container.py`` (``TPU_MACHINE_TYPES``),
+The TPU machine-type table lives in one place, ``plugins/module_utils/tpu_topology.py`` (``TPU_MACHINE_TYPES``),
 which the ``gke_node_pool`` module validates with; this filter lets the nodepool role check its inputs with the
 same table before the module runs.
 """
@@ -14,7 +14,7 @@ __metaclass__ = type  # noqa: UP001 (Ansible plugin boilerplate)
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.llm_serving.gke.plugins.module_utils.gke_container import tpu_topology_error
+from ansible_collections.llm_serving.gke.plugins.module_utils.tpu_topology import tpu_topology_error
 
 
 def tpu_topology_error_filter(topology, machine_type, option="tpu_topology", max_node_count=None):

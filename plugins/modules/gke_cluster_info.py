@@ -135,12 +135,9 @@ accelerator_missing_zones:
 """
 
 from ansible_collections.google.cloud.plugins.module_utils.gcp_utils import GcpModule  # noqa: E402 (imports follow the docs)
-from ansible_collections.llm_serving.gke.plugins.module_utils.gke_container import (  # noqa: E402
-    GkeError,
-    client_from_module,
-    cluster_facts,
-    is_zone,
-)
+from ansible_collections.llm_serving.gke.plugins.module_utils.gke_client import client_from_module, cluster_facts  # noqa: E402
+from ansible_collections.llm_serving.gke.plugins.module_utils.gke_errors import GkeError  # noqa: E402
+from ansible_collections.llm_serving.gke.plugins.module_utils.gke_node_pool_spec import is_zone  # noqa: E402
 
 
 def zones_to_check(params, facts):

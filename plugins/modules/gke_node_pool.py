@@ -121,7 +121,7 @@ options:
         (U(https://cloud.google.com/kubernetes-engine/docs/concepts/tpu-ironwood)), so only its own V(2x2x1) is
         accepted.
       - The TPU machine types, their chips per VM and topologies come from one table (C(TPU_MACHINE_TYPES) in
-        C(plugins/module_utils/gke_container.py)), which the C(nodepool) role also uses.
+        C(plugins/module_utils/tpu_topology.py)), which the C(nodepool) role also uses.
     type: str
   spot:
     description: Use Spot VMs for the nodes.
@@ -431,12 +431,10 @@ error_kind:
 """
 
 from ansible_collections.google.cloud.plugins.module_utils.gcp_utils import GcpModule  # noqa: E402 (imports follow the docs)
-from ansible_collections.llm_serving.gke.plugins.module_utils.gke_container import (  # noqa: E402
-    RESERVATION_TYPES,
-    GkeError,
-    NodePoolReconciler,
-    client_from_module,
-)
+from ansible_collections.llm_serving.gke.plugins.module_utils.gke_client import client_from_module  # noqa: E402
+from ansible_collections.llm_serving.gke.plugins.module_utils.gke_errors import GkeError  # noqa: E402
+from ansible_collections.llm_serving.gke.plugins.module_utils.gke_node_pool_reconciler import NodePoolReconciler  # noqa: E402
+from ansible_collections.llm_serving.gke.plugins.module_utils.gke_node_pool_spec import RESERVATION_TYPES  # noqa: E402
 
 try:
     from google.auth.exceptions import GoogleAuthError

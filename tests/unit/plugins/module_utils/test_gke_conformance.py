@@ -7,10 +7,14 @@ import json
 import time
 
 import pytest
-from ansible_collections.llm_serving.gke.plugins.module_utils import gke_container as gc
+from ansible_collections.llm_serving.gke.plugins.module_utils import gke_client as gkc
+from ansible_collections.llm_serving.gke.plugins.module_utils import gke_errors as errs
+from ansible_collections.llm_serving.gke.plugins.module_utils import gke_node_pool_reconciler as rec
+from ansible_collections.llm_serving.gke.plugins.module_utils import gke_node_pool_spec as spec
+from ansible_collections.llm_serving.gke.plugins.module_utils import tpu_topology as topo
 
 from localcluster.gke_api import Api, Settings, Simulator
-from tests.unit.plugins.module_utils.test_gke_container_fake import FakeGke, api_error
+from tests.unit.plugins.module_utils.fake_gke import FakeGke, api_error
 
 TOKEN = "unit-token"
 BASE = "/v1/projects/proj/locations/europe-west4-a/clusters/c1"
@@ -49,7 +53,7 @@ class SimTransport:
 
 def sim_client(api, timeout=60):
     transport = SimTransport(api)
-    client = gc.ContainerClient(transport, "proj", "europe-west4-a", "c1", endpoint="http://gke",
+    client = gkc.ContainerClient(transport, "proj", "europe-west4-a", "c1", endpoint="http://gke",
                                 compute_endpoint="http://gce", timeout=timeout, initial_delay=0.01, max_delay=0.05,
                                 poll_interval=0.01, max_poll_interval=0.05)
     return client, transport
@@ -69,7 +73,7 @@ def params(**overrides):
 
 def run(api, p, check_mode=False):
     client, transport = sim_client(api)
-    return gc.NodePoolReconciler(client, p, check_mode=check_mode).run(), transport
+    return rec.NodePoolReconciler(client, p, check_mode=check_mode).run(), transport
 
 
 def wait_done(api, operation):
@@ -97,7 +101,7 @@ WORDINGS = [
 
 @pytest.mark.parametrize("message", WORDINGS)
 def test_any_400_failed_precondition_is_in_progress(message):
-    assert gc.classify(400, "FAILED_PRECONDITION", message) == "in_progress"
+    assert errs.classify(400, "FAILED_PRECONDITION", message) == "in_progress"
 
 
 @pytest.mark.parametrize("message", WORDINGS)
@@ -142,10 +146,10 @@ def test_pool_that_never_comes_to_rest_times_out_naming_it():
     fake.add_pool({"name": "p", "config": {"machineType": "n1-standard-4"}})
     fake.pools["p"]["status"] = "RECONCILING"
     clock = {"now": 0.0}
-    client = gc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke", timeout=30,
+    client = gkc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke", timeout=30,
                                 clock=lambda: clock["now"], sleep=lambda s: clock.__setitem__("now", clock["now"] + s))
-    with pytest.raises(gc.GkeError) as err:
-        gc.NodePoolReconciler(client, params(name="p", machine_type="n1-standard-4", project="p1",
+    with pytest.raises(errs.GkeError) as err:
+        rec.NodePoolReconciler(client, params(name="p", machine_type="n1-standard-4", project="p1",
                                              labels={"a": "b"})).run()
     assert err.value.kind == "timeout" and "'p'" in err.value.message and "RECONCILING" in err.value.message
     assert fake.writes() == []
@@ -157,10 +161,10 @@ def test_permanent_failed_precondition_is_reported_at_timeout_with_the_api_text(
                                                  "upgrading cluster c1. Please wait and try again once it is done."),
                 times=1000)
     clock = {"now": 0.0}
-    client = gc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke", timeout=60,
+    client = gkc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke", timeout=60,
                                 clock=lambda: clock["now"], sleep=lambda s: clock.__setitem__("now", clock["now"] + s))
-    with pytest.raises(gc.GkeError) as err:
-        gc.NodePoolReconciler(client, params(machine_type="n1-standard-4", project="p1")).run()
+    with pytest.raises(errs.GkeError) as err:
+        rec.NodePoolReconciler(client, params(machine_type="n1-standard-4", project="p1")).run()
     assert err.value.kind == "in_progress" and "operation-7 is currently upgrading" in err.value.message
 
 
@@ -199,7 +203,7 @@ def test_changing_only_max_keeps_min_and_location_policy_on_gke(api):
 
 
 def test_enabling_autoscaling_with_only_max_sends_no_stale_values():
-    body = gc.autoscaling_body({"enabled": True, "min_node_count": None, "max_node_count": 3,
+    body = spec.autoscaling_body({"enabled": True, "min_node_count": None, "max_node_count": 3,
                                 "location_policy": None}, {"enabled": False})
     assert body == {"enabled": True, "maxNodeCount": 3}
 
@@ -254,10 +258,10 @@ def test_uneven_zones_are_a_change_showing_each_zone():
     fake.route = lambda method, path, body, orig=fake.route: (
         (200, {"targetSize": sizes[path.rsplit("/", 1)[1]]}) if "/instanceGroupManagers/" in path
         else orig(method, path, body))
-    client = gc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke")
+    client = gkc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke")
     assert client.current_size(pool) == {"europe-west4-a": 2, "europe-west4-b": 1}
-    view = gc.current_view(pool, client.current_size(pool))
-    changes = gc.compute_diff({"node_count": 2}, view)
+    view = spec.current_view(pool, client.current_size(pool))
+    changes = spec.compute_diff({"node_count": 2}, view)
     assert changes and changes[0]["verb"] == "setSize"
 
 
@@ -267,9 +271,9 @@ def test_operation_error_is_a_google_rpc_status_read_by_code():
     fake = FakeGke()
     fake.op_error = {"code": 9, "message": "Node pool is not in a state that allows the update.",
                      "details": [{"@type": "type.googleapis.com/google.rpc.RequestInfo", "requestId": "0x1"}]}
-    client = gc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke", sleep=lambda s: None)
-    with pytest.raises(gc.GkeError) as err:
-        gc.NodePoolReconciler(client, params(machine_type="n1-standard-4", project="p1")).run()
+    client = gkc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke", sleep=lambda s: None)
+    with pytest.raises(errs.GkeError) as err:
+        rec.NodePoolReconciler(client, params(machine_type="n1-standard-4", project="p1")).run()
     assert err.value.kind == "api" and "FAILED_PRECONDITION (code 9)" in err.value.message
     assert "not in a state that allows the update" in err.value.message and "'cpu'" in err.value.message
     assert set(fake.op_error) <= set(discovery_schema("Status"))
@@ -281,15 +285,15 @@ def test_stockout_in_operation_error_code_8_is_a_stockout():
                      "Expected 1, running 0, transitioning 1. Current errors: [GCE_STOCKOUT]: Instance 'gke-x' "
                      "creation failed: The zone 'projects/p1/zones/europe-west4-a' does not have enough resources "
                      "available to fulfill the request."}
-    client = gc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke", sleep=lambda s: None)
-    with pytest.raises(gc.GkeError) as err:
-        gc.NodePoolReconciler(client, params(machine_type="n1-standard-4", project="p1")).run()
+    client = gkc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke", sleep=lambda s: None)
+    with pytest.raises(errs.GkeError) as err:
+        rec.NodePoolReconciler(client, params(machine_type="n1-standard-4", project="p1")).run()
     assert err.value.kind == "stockout" and "europe-west4-a" in err.value.message
 
 
 def test_status_message_without_error_is_not_a_failure():
     """statusMessage is deprecated ("Use the field error instead"); a DONE operation without error succeeded."""
-    client = gc.ContainerClient(FakeGke(), "p1", "europe-west4-a", "c1", endpoint="http://gke")
+    client = gkc.ContainerClient(FakeGke(), "p1", "europe-west4-a", "c1", endpoint="http://gke")
     done = {"name": "operation-1", "status": "DONE", "statusMessage": "Insufficient regional quota (old text)"}
     assert client.wait(done, {"name": "p"}) == done
 
@@ -300,9 +304,9 @@ def test_pool_in_an_error_state_is_refused_without_recreate(status):
     fake.add_pool({"name": "p", "config": {"machineType": "n1-standard-4"}})
     fake.pools["p"].update(status=status, conditions=[{"code": "GCE_STOCKOUT", "message": "zone short",
                                                        "canonicalCode": "RESOURCE_EXHAUSTED"}])
-    client = gc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke", sleep=lambda s: None)
-    with pytest.raises(gc.GkeError) as err:
-        gc.NodePoolReconciler(client, params(name="p", machine_type="n1-standard-4", project="p1")).run()
+    client = gkc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke", sleep=lambda s: None)
+    with pytest.raises(errs.GkeError) as err:
+        rec.NodePoolReconciler(client, params(name="p", machine_type="n1-standard-4", project="p1")).run()
     assert status in err.value.message and "zone short" in err.value.message
     assert "recreate: true" in err.value.message and fake.writes() == []
 
@@ -326,14 +330,14 @@ def test_simulator_partial_stockout_on_resize_is_running_with_error_and_module_r
         return original(pool, timeout_real_seconds)
 
     api.sim.wait_for_pool = failing
-    with pytest.raises(gc.GkeError) as err:
+    with pytest.raises(errs.GkeError) as err:
         run(api, params(autoscaling={"enabled": False}, node_count=2))
     assert err.value.kind == "stockout" and "GCE_STOCKOUT" in err.value.message
     operation = err.value.details["operation"]
     assert operation["error"]["code"] == 8 and "status" not in operation["error"]
     pool = call(api, "GET", f"{BASE}/nodePools/cpu")[1]
     assert pool["status"] == "RUNNING_WITH_ERROR" and pool["conditions"][0]["code"] == "GCE_STOCKOUT"
-    with pytest.raises(gc.GkeError, match="RUNNING_WITH_ERROR"):
+    with pytest.raises(errs.GkeError, match="RUNNING_WITH_ERROR"):
         run(api, params(autoscaling={"enabled": False}, node_count=2))
 
 
@@ -348,16 +352,16 @@ def tpu(**overrides):
 
 def test_own_single_host_topology_is_accepted_and_the_same_as_unset():
     """Google's v6e table lists 2x2 as the topology of ct6e-standard-4t (https://cloud.google.com/tpu/docs/v6e)."""
-    gc.validate_params(tpu(tpu_topology="2x2"))
-    body = gc.build_node_pool(tpu(tpu_topology="2x2"))
+    spec.validate_params(tpu(tpu_topology="2x2"))
+    body = spec.build_node_pool(tpu(tpu_topology="2x2"))
     assert "placementPolicy" not in body
     for reported in ({}, {"placementPolicy": {"tpuTopology": "2x2"}}):  # whether or not GKE reports it
-        current = gc.current_view(dict(reported, config={"machineType": "ct6e-standard-4t"}))
-        changes = gc.compute_diff(gc.desired_view(tpu(tpu_topology="2x2")), current)
+        current = spec.current_view(dict(reported, config={"machineType": "ct6e-standard-4t"}))
+        changes = spec.compute_diff(spec.desired_view(tpu(tpu_topology="2x2")), current)
         assert [c for c in changes if c["field"] == "tpu_topology"] == []
     for machine, own in (("ct6e-standard-1t", "1x1"), ("ct6e-standard-8t", "2x4"), ("ct5p-hightpu-4t", "2x2x1"),
                          ("tpu7x-standard-4t", "2x2x1")):
-        gc.validate_tpu(machine, own, max_node_count=3)
+        topo.validate_tpu(machine, own, max_node_count=3)
 
 
 @pytest.mark.parametrize(("machine", "topology", "text"), [
@@ -367,25 +371,25 @@ def test_own_single_host_topology_is_accepted_and_the_same_as_unset():
     ("tpu7x-standard-4t", "2x2x2", "workload policy"),
 ])
 def test_shapes_the_generation_does_not_have_are_refused(machine, topology, text):
-    with pytest.raises(gc.GkeError) as err:
-        gc.validate_tpu(machine, topology)
+    with pytest.raises(errs.GkeError) as err:
+        topo.validate_tpu(machine, topology)
     assert text in err.value.message and "tpu_topology" in err.value.message
 
 
 def test_multi_host_shapes_from_the_v6e_table_are_one_slice_per_pool():
-    gc.validate_tpu("ct6e-standard-4t", "2x4", max_node_count=2)  # 8 chips on 2 VMs
-    gc.validate_tpu("ct6e-standard-4t", "16x16", max_node_count=64)
-    gc.validate_tpu("ct5p-hightpu-4t", "2x2x2", max_node_count=2)
-    with pytest.raises(gc.GkeError, match="max_node_count must be 4"):
-        gc.validate_tpu("ct6e-standard-4t", "4x4", max_node_count=3)
+    topo.validate_tpu("ct6e-standard-4t", "2x4", max_node_count=2)  # 8 chips on 2 VMs
+    topo.validate_tpu("ct6e-standard-4t", "16x16", max_node_count=64)
+    topo.validate_tpu("ct5p-hightpu-4t", "2x2x2", max_node_count=2)
+    with pytest.raises(errs.GkeError, match="max_node_count must be 4"):
+        topo.validate_tpu("ct6e-standard-4t", "4x4", max_node_count=3)
 
 
 def test_one_table_has_current_types_and_the_role_has_none():
     from pathlib import Path
     import yaml
-    assert gc.TPU_MACHINE_TYPES["tpu7x-standard-4t"]["chips"] == 4
-    assert gc.TPU_CHIPS_PER_VM["ct6e-standard-4t"] == 4
-    root = Path(gc.__file__).resolve().parents[2]
+    assert topo.TPU_MACHINE_TYPES["tpu7x-standard-4t"]["chips"] == 4
+    assert topo.TPU_CHIPS_PER_VM["ct6e-standard-4t"] == 4
+    root = Path(topo.__file__).resolve().parents[2]
     role_vars = yaml.safe_load((root / "roles/nodepool/vars/main.yml").read_text())
     assert not any("tpu" in key for key in role_vars)
     assert "llm_serving.gke.tpu_topology_error" in (root / "roles/nodepool/tasks/validate.yml").read_text()
@@ -490,7 +494,7 @@ def test_stockout_during_the_surge_leaves_the_old_nodes_serving(api):
     old = dict(fleet.nodes)
     fault = {"method": "PUT", "path_regex": "nodePools/cpu$", "fault": "stockout"}
     assert call(api, "POST", "/_sim/faults", fault)[0] == 200
-    with pytest.raises(gc.GkeError) as err:
+    with pytest.raises(errs.GkeError) as err:
         run(api, params(machine_type="e2-standard-8"))
     assert err.value.kind == "stockout" and err.value.details["operation"]["error"]["code"] == 8
     assert fleet.nodes == old  # both old nodes still serve
@@ -500,14 +504,14 @@ def test_stockout_during_the_surge_leaves_the_old_nodes_serving(api):
 
 def test_really_immutable_fields_still_need_recreate(api):
     fleet_pool(api)
-    with pytest.raises(gc.GkeError) as err:
+    with pytest.raises(errs.GkeError) as err:
         run(api, params(spot=True))
     assert err.value.kind == "immutable" and "spot" in err.value.message
 
 
 def test_tpu_to_gpu_machine_type_is_a_recreate():
-    changes = gc.compute_diff(gc.desired_view(params(machine_type="n1-standard-4")),
-                              gc.current_view({"config": {"machineType": "ct6e-standard-4t"}}))
+    changes = spec.compute_diff(spec.desired_view(params(machine_type="n1-standard-4")),
+                              spec.current_view({"config": {"machineType": "ct6e-standard-4t"}}))
     assert [(c["field"], c["verb"]) for c in changes] == [("machine_type", "recreate")]
 
 
@@ -515,26 +519,26 @@ def test_tpu_to_gpu_machine_type_is_a_recreate():
 
 def test_reservation_affinity_body_uses_the_api_fields_and_enum():
     schema = discovery_schema("ReservationAffinity")
-    assert set(gc.RESERVATION_TYPES) <= set(schema["consumeReservationType"]["enum"])
+    assert set(spec.RESERVATION_TYPES) <= set(schema["consumeReservationType"]["enum"])
     p = params(reservation_affinity={"consume_reservation_type": "SPECIFIC_RESERVATION", "key": None,
                                      "values": ["tpu-res"]})
-    gc.validate_params(p)
-    body = gc.build_node_pool(p)["config"]["reservationAffinity"]
+    spec.validate_params(p)
+    body = spec.build_node_pool(p)["config"]["reservationAffinity"]
     assert body == {"consumeReservationType": "SPECIFIC_RESERVATION", "key": "compute.googleapis.com/reservation-name",
                     "values": ["tpu-res"]}
     assert set(body) <= set(schema)
-    with pytest.raises(gc.GkeError, match="reservation_affinity.values must name"):
-        gc.validate_params(params(reservation_affinity={"consume_reservation_type": "SPECIFIC_RESERVATION"}))
+    with pytest.raises(errs.GkeError, match="reservation_affinity.values must name"):
+        spec.validate_params(params(reservation_affinity={"consume_reservation_type": "SPECIFIC_RESERVATION"}))
 
 
 def test_fallback_locations_must_be_zones_of_the_region():
-    with pytest.raises(gc.GkeError, match="fallback_locations: 'us-central1-a' is not a zone of the cluster's region"):
-        gc.validate_params(params(fallback_locations=["us-central1-a"]))
-    gc.validate_params(params(fallback_locations=["europe-west4-b", "europe-west4-c"]))
+    with pytest.raises(errs.GkeError, match="fallback_locations: 'us-central1-a' is not a zone of the cluster's"):
+        spec.validate_params(params(fallback_locations=["us-central1-a"]))
+    spec.validate_params(params(fallback_locations=["europe-west4-b", "europe-west4-c"]))
 
 
 def test_stockout_hint_names_reservations_and_fallback():
-    message = gc.stockout_message("GCE_STOCKOUT in zones/europe-west4-a", {"name": "p", "machine_type": "m"})
+    message = errs.stockout_message("GCE_STOCKOUT in zones/europe-west4-a", {"name": "p", "machine_type": "m"})
     assert "reservation_affinity" in message and "fallback_locations" in message
 
 
@@ -557,7 +561,7 @@ def test_create_hits_a_zone_stockout_and_falls_back_to_the_next_zone(api):
 def test_without_fallback_the_stockout_is_reported(api):
     api.sim.fleet = FakeFleet(api.sim)
     call(api, "POST", "/_sim/stockouts", {"zone": "europe-west4-a"})
-    with pytest.raises(gc.GkeError) as err:
+    with pytest.raises(errs.GkeError) as err:
         run(api, params(initial_node_count=1))
     assert err.value.kind == "stockout" and "europe-west4-a" in err.value.message
 
@@ -579,6 +583,6 @@ def test_a_consumed_reservation_gets_capacity_in_a_stocked_out_zone(api):
 
 def test_specific_reservation_that_does_not_exist_is_refused_by_the_simulator(api):
     affinity = {"consume_reservation_type": "SPECIFIC_RESERVATION", "key": None, "values": ["nope"]}
-    with pytest.raises(gc.GkeError) as err:
+    with pytest.raises(errs.GkeError) as err:
         run(api, params(reservation_affinity=affinity))
     assert err.value.status == 400 and "nope" in err.value.message

@@ -4,10 +4,10 @@ import json
 import pytest
 import yaml
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.llm_serving.gke.plugins.module_utils import gke_container
+from ansible_collections.llm_serving.gke.plugins.module_utils import gke_client as gkc
 from ansible_collections.llm_serving.gke.plugins.modules import gke_node_pool
 
-from tests.unit.plugins.module_utils.test_gke_container_fake import FakeGke, api_error
+from tests.unit.plugins.module_utils.fake_gke import FakeGke, api_error
 
 AUTH = {"auth_kind": "accesstoken", "access_token": "t0ken", "project": "p1"}
 
@@ -15,8 +15,8 @@ AUTH = {"auth_kind": "accesstoken", "access_token": "t0ken", "project": "p1"}
 @pytest.fixture
 def fake(monkeypatch):
     gke = FakeGke()
-    monkeypatch.setattr(gke_container, "make_transport", lambda module, product="container": gke)
-    monkeypatch.setattr(gke_container.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(gkc, "make_transport", lambda module, product="container": gke)
+    monkeypatch.setattr(gkc.time, "sleep", lambda seconds: None)
     return gke
 
 

@@ -7,14 +7,16 @@ import pytest
 import requests
 import yaml
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.llm_serving.gke.plugins.module_utils import gke_container as gc
+from ansible_collections.llm_serving.gke.plugins.module_utils import gcp_client as gcp
+from ansible_collections.llm_serving.gke.plugins.module_utils import gke_client as gkc
+from ansible_collections.llm_serving.gke.plugins.module_utils import gke_errors as errs
 from ansible_collections.llm_serving.gke.plugins.modules import gke_node_pool
 from google.auth import credentials as ga_credentials
 from google.auth.transport.requests import AuthorizedSession
 from google.oauth2 import credentials as oauth2
 
 from localcluster.gke_api import Api, Settings, Simulator
-from tests.unit.plugins.module_utils.test_gke_container_fake import FakeGke
+from tests.unit.plugins.module_utils.fake_gke import FakeGke
 
 T4 = {"name": "gpu-t4-pool", "machine_type": "n1-standard-4",
       "accelerator": {"type": "nvidia-tesla-t4", "count": 1, "gpu_driver_version": "DEFAULT"},
@@ -78,7 +80,7 @@ def session(credentials, adapter):
 
 def test_refreshable_credentials_get_a_new_token_during_a_long_wait():
     credentials, adapter = RefreshingCredentials(), Recorder()
-    transport = gc.session_transport(session(credentials, adapter), auth_kind="serviceaccount")
+    transport = gcp.session_transport(session(credentials, adapter), auth_kind="serviceaccount")
     assert transport("GET", "https://container.googleapis.com/v1/x", None)[0] == 200
     credentials.expiry = datetime.datetime.utcnow() - datetime.timedelta(minutes=1)  # an hour of waiting later
     assert transport("GET", "https://container.googleapis.com/v1/x", None)[0] == 200
@@ -87,8 +89,8 @@ def test_refreshable_credentials_get_a_new_token_during_a_long_wait():
 
 def test_expired_bare_access_token_ends_the_task_saying_so():
     adapter = Recorder(expired={"old-token"})
-    transport = gc.session_transport(session(oauth2.Credentials("old-token"), adapter), auth_kind="accesstoken")
-    with pytest.raises(gc.GkeError) as err:
+    transport = gcp.session_transport(session(oauth2.Credentials("old-token"), adapter), auth_kind="accesstoken")
+    with pytest.raises(errs.GkeError) as err:
         transport("GET", "https://container.googleapis.com/v1/x", None)
     assert err.value.kind == "auth" and "expired" in err.value.message
     assert "cannot be refreshed" in err.value.message and "access_token" in err.value.message
@@ -105,9 +107,9 @@ def test_401_from_the_simulator_with_an_access_token_is_an_auth_failure(tmp_path
                                                b"", "http://sim")
         return status, payload
 
-    client = gc.ContainerClient(transport, "proj", "europe-west4-a", "c1", endpoint="http://gke")
+    client = gkc.ContainerClient(transport, "proj", "europe-west4-a", "c1", endpoint="http://gke")
     client.context["auth_kind"] = "accesstoken"
-    with pytest.raises(gc.GkeError) as err:
+    with pytest.raises(errs.GkeError) as err:
         client.get_pool("default-pool")
     assert err.value.kind == "auth" and err.value.status == 401
     assert "expired or was revoked" in err.value.message and "invalid authentication credentials" in err.value.message
@@ -124,8 +126,8 @@ def run_module(capsys, args):
 
 def test_project_of_application_default_credentials_is_used(monkeypatch, capsys):
     fake = FakeGke()
-    monkeypatch.setattr(gc, "make_transport", lambda module, product="container": fake)
-    monkeypatch.setattr(gc.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(gkc, "make_transport", lambda module, product="container": fake)
+    monkeypatch.setattr(gkc.time, "sleep", lambda seconds: None)
     monkeypatch.delenv("GCP_PROJECT", raising=False)
     import google.auth
     monkeypatch.setattr(google.auth, "default", lambda scopes=None, **kw: (RefreshingCredentials(), "adc-project"))
