@@ -7,13 +7,16 @@ cores by themselves.
 
 Each stage is a `make` target; its output goes to .cache/test-logs/<stage>.log and is printed (tail, or the
 whole log when the stage failed) when the stage ends. At the end the script prints the wall time of each
-stage and lane, the ten slowest tests of all pytest stages (from their JUnit XML), and one closing line
+stage and lane with the CPU it used and how busy the machine was meanwhile (a stage on a busy machine gets
+faster only with less work; one on an idle machine can have work run beside it), the CPU time of the local
+cluster's processes, the ten slowest tests of all pytest stages (from their JUnit XML), and one closing line
 ``N passed, N failed, N skipped`` over every pytest stage. Exit status 1 when any stage failed.
 
     .venv/bin/python tests/run_suite.py              # what `make test` runs
     .venv/bin/python tests/run_suite.py --only unit integration
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -36,6 +39,8 @@ class Stage:
     needs_cluster: bool = False
     status: str = "not run"
     seconds: float = 0.0
+    cpu_busy: float = None  # fraction of the machine's CPU time that was busy while the stage ran
+    cpu_seconds: float = None  # CPU time of the stage's own processes (make and all it waited for)
     log: Path = field(default=None)
 
 
@@ -66,23 +71,82 @@ def say(text):
         print(text, flush=True)
 
 
+def cpu_jiffies():
+    """(busy, total) CPU jiffies of the whole machine since boot, from /proc/stat (None where it is missing).
+
+    Busy over a stage says whether the stage was bound by the 2 cores (then only less work makes it faster) or
+    by waiting (then running something beside it is free). It counts every process: the lanes overlap.
+    """
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_fraction(before, after):
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
 def run_stage(stage, env):
     stage.log = LOG_DIR / (stage.name.replace(" ", "-").replace("+", "-") + ".log")
     for name in stage.junit:
         (LOG_DIR / name).unlink(missing_ok=True)
     say(f"==> {stage.name}: make {stage.target} (log: {stage.log.relative_to(ROOT)})")
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), cpu_jiffies()
     with open(stage.log, "w") as log:
-        proc = subprocess.run(["make", "--no-print-directory", stage.target], cwd=ROOT, env=env, stdout=log,
-                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
+        proc = subprocess.Popen(["make", "--no-print-directory", stage.target], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # wait4 instead of wait: the rusage of this stage's process tree alone (the other lane runs meanwhile).
+        _, status, usage = os.wait4(proc.pid, 0)
+        returncode = os.waitstatus_to_exitcode(status)
+        proc.returncode = returncode
     stage.seconds = time.monotonic() - started
-    stage.status = "passed" if proc.returncode == 0 else f"FAILED (rc={proc.returncode})"
+    stage.cpu_busy = busy_fraction(cpu_before, cpu_jiffies())
+    stage.cpu_seconds = usage.ru_utime + usage.ru_stime
+    stage.status = "passed" if returncode == 0 else f"FAILED (rc={returncode})"
     lines = stage.log.read_text(errors="replace").splitlines()
-    shown = lines if proc.returncode else lines[-TAIL_LINES:]
-    header = "" if proc.returncode or len(lines) <= TAIL_LINES else f" (last {TAIL_LINES} of {len(lines)} lines)"
+    shown = lines if returncode else lines[-TAIL_LINES:]
+    header = "" if returncode or len(lines) <= TAIL_LINES else f" (last {TAIL_LINES} of {len(lines)} lines)"
     say(f"--- {stage.name}: {stage.status} in {fmt(stage.seconds)}{header}\n" + "\n".join(shown)
         + f"\n--- end of {stage.name}\n")
-    return proc.returncode == 0
+    return returncode == 0
+
+
+def cluster_cpu_seconds():
+    """CPU seconds of each local-cluster process so far (its own, its waited children's and its live
+    descendants'), read from /proc via the pid files in .localcluster/pids; {} when none runs."""
+    hertz = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                text = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = text[text.rindex(")") + 2:].split()
+            stats[int(entry.name)] = (int(fields[1]), [int(v) / hertz for v in fields[11:15]])
+    children = {}
+    for pid, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    result = {}
+    for pid_file in sorted((ROOT / ".localcluster" / "pids").glob("*.json")):
+        try:
+            pid = json.loads(pid_file.read_text())["pid"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if pid not in stats:
+            continue
+        seconds, stack = sum(stats[pid][1]), list(children.get(pid, ()))
+        while stack:
+            child = stack.pop()
+            seconds += sum(stats[child][1][:2])
+            stack.extend(children.get(child, ()))
+        result[pid_file.stem] = seconds
+    return result
 
 
 class ClusterState:
@@ -108,6 +172,10 @@ def run_lane(stages, env, results, cluster):
             cluster.ok = ok
             cluster.ended.set()
     results.append(time.monotonic() - started)
+
+
+def pct(fraction):
+    return "n/a" if fraction is None else f"{fraction:.0%}"
 
 
 def fmt(seconds):
@@ -150,7 +218,7 @@ def main(argv=None):
     lane_times = {}
     threads = []
     cluster = ClusterState(will_start=any(s.target == "cluster-up" for lane in lanes.values() for s in lane))
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), cpu_jiffies()
     for name, stages in lanes.items():
         if not stages:
             continue
@@ -160,21 +228,29 @@ def main(argv=None):
         threads.append(thread)
     for thread in threads:
         thread.join()
-    total = time.monotonic() - started
+    total, total_busy = time.monotonic() - started, busy_fraction(cpu_before, cpu_jiffies())
+    cluster_cpu = cluster_cpu_seconds()
     if not was_running and any(s.target == "cluster-up" for s in lanes["cluster"]):
         subprocess.run(["make", "--no-print-directory", "cluster-down"], cwd=ROOT, env=env, capture_output=True,
                        check=False)
 
     stages = [s for lane in lanes.values() for s in lane]
     cases = junit_cases(LOG_DIR / name for s in stages for name in s.junit)
-    print("\n==> Stage wall times (the two lanes run concurrently)")
+    print(f"\n==> Stage wall times (the lanes run concurrently). 'machine busy': share of the {os.cpu_count()} cores"
+          " in use while the stage ran (everything: both lanes, the cluster); 'CPU-s': the stage's own processes")
     for lane, lane_stages in lanes.items():
         if not lane_stages:
             continue
         print(f"  lane {lane}: {fmt(lane_times[lane][0])}")
         for stage in lane_stages:
-            print(f"    {stage.name:<18} {fmt(stage.seconds):>10}  {stage.status}")
-    print(f"  total (wall): {fmt(total)}")
+            own = "" if stage.cpu_seconds is None else f"{stage.cpu_seconds:7.0f} CPU-s"
+            print(f"    {stage.name:<18} {fmt(stage.seconds):>10}  machine busy {pct(stage.cpu_busy):>4}  "
+                  f"{own}  {stage.status}")
+    print(f"  total (wall): {fmt(total)}  machine busy {pct(total_busy)}")
+    if cluster_cpu:
+        print(f"  local cluster processes: {sum(cluster_cpu.values()):.0f} CPU-s ("
+              + ", ".join(f"{name} {sec:.0f}" for name, sec in sorted(cluster_cpu.items(), key=lambda i: -i[1]))
+              + ")")
     if cases:
         print("\n==> Ten slowest tests (pytest, all stages; setup and teardown included)")
         for seconds, nodeid, outcome in sorted(cases, reverse=True)[:10]:
