@@ -25,6 +25,9 @@ POOL_GROUP_V1ALPHA2 = "inference.networking.x-k8s.io"
 VLLM_CPU_IMAGE = "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.10.1.1"
 MODEL = "Qwen/Qwen2.5-3B-Instruct"
 REPLICAS = 3
+# Prefix groups per replica in these tests: half the role's default (8), which keeps the round-robin and
+# prefix-aware hit rates far apart (each group still gets 4 requests) at half the sequential requests.
+CACHE_GROUPS_PER_REPLICA = 4
 
 
 def wait_for(predicate, timeout=60, interval=1.0, what="condition"):
@@ -150,7 +153,8 @@ def run_verification(run_playbook, tmp_path, name, namespace, check=False, **ove
         "verification_benchmark_duration_seconds": 0, "verification_benchmark_max_requests_per_step": 12,
         "verification_benchmark_max_tokens": 8, "verification_scheduler_enabled": name != "rr",
         "verification_cache_test": True, "verification_cache_requests_per_group": 4,
-        "verification_cache_prefix_groups": 8 * REPLICAS, "verification_cache_shared_prefix_tokens": 200,
+        "verification_cache_prefix_groups": CACHE_GROUPS_PER_REPLICA * REPLICAS,
+        "verification_cache_shared_prefix_tokens": 200,
         "verification_cache_require_beats_round_robin": name != "rr",
         "verification_check_pod_health": True, "verification_scrape_replica_metrics": True,
     }
@@ -210,7 +214,7 @@ def test_shared_prefix_cache_hit_rate_is_higher_with_the_scheduler(verified):
     assert sched_result.rc == 0 and rr_result.rc == 0, sched_result.stdout[-3000:] + rr_result.stdout[-3000:]
     assert {c["name"] for c in rr["checks"]} == {"models", "completions", "chat_completions", "gateway_health",
                                                  "pod_health"}  # no scheduler: no routing checks
-    assert sched["cache"]["requests"] == rr["cache"]["requests"] == 8 * REPLICAS * 4
+    assert sched["cache"]["requests"] == rr["cache"]["requests"] == CACHE_GROUPS_PER_REPLICA * REPLICAS * 4
     # Round robin sends each prefix to every replica, so each replica misses it once; the prefix-aware picker
     # keeps a prefix on the replica that has it cached. Fresh prefixes: both runs start cold.
     assert sched["cache"]["hit_rate"] > rr["cache"]["hit_rate"]
