@@ -10,7 +10,9 @@ from .kube import collection_path
 NAMESPACES = ("kserve", "opendatahub", "cert-manager")
 GATEWAY_CLASSES = ("gke-l7-regional-external-managed", "gke-l7-rilb", "gke-l7-global-external-managed")
 GKE_GATEWAY_CONTROLLER = "networking.gke.io/gateway"
-KSERVE_CONTROLLER_IMAGE = "quay.io/opendatahub/kserve-controller:v0.15-latest"
+# Upstream KServe v0.20.0's llmisvc controller (kserve/kserve v0.20.0 config/llmisvc/manager.yaml and
+# llmisvc_manager_image_patch.yaml; releases tag the image with the version), the flavour the collection supports.
+KSERVE_CONTROLLER_IMAGE = "kserve/llmisvc-controller:v0.20.0"
 PULL_SECRET_REGISTRY = "registry.redhat.io"
 
 

@@ -11,6 +11,8 @@ nodePools list/get/create/delete, update (``PUT`` or legacy ``POST .../update``)
 (legacy ``/autoscaling``), ``:setSize``, ``:setManagement``; operations list/get. Compute:
 ``GET /compute/v1/projects/P/zones/Z/machineTypes[/M]``, ``.../acceleratorTypes[/A]`` and
 ``.../instanceGroupManagers[/NAME]`` (one zonal MIG per pool zone, ``targetSize`` = the pool's size there).
+Compute subnetworks list/get/insert/delete and region operations get (``/compute/v1/projects/P/regions/R/...``,
+localcluster/gke_subnets.py): the proxy-only subnet that regional Gateway classes need.
 Node pools materialise as Kubernetes Nodes (``localcluster.nodes``); a cluster-autoscaler runs for pools
 with autoscaling enabled.
 
@@ -61,7 +63,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import urllib3
 
-from localcluster import gke_catalog, nodes
+from localcluster import gke_catalog, gke_subnets, nodes
 from localcluster.gke_validation import ApiError, check_autoscaling, check_locations, check_new_pool, \
     check_payload, check_tpu_slice, invalid, pool_zones
 
@@ -858,6 +860,7 @@ V1 = r"^/v1/projects/(?P<project>[^/]+)/(?P<kind>locations|zones)/(?P<location>[
 CLUSTER = V1 + r"/clusters/(?P<cluster>[^/:]+)"
 POOL = CLUSTER + r"/nodePools/(?P<pool>[^/:]+)"
 COMPUTE = r"^/compute/v1/projects/(?P<project>[^/]+)/zones/(?P<zone>[^/]+)"
+REGION = r"^/compute/v1/projects/(?P<project>[^/]+)/regions/(?P<region>[^/]+)"
 ROUTES = [
     ("GET", V1 + r"/clusters$", "list_clusters"),
     ("GET", CLUSTER + r"$", "get_cluster"),
@@ -881,6 +884,12 @@ ROUTES = [
     ("GET", COMPUTE + r"/instanceGroupManagers/(?P<name>[^/]+)$", "get_instance_group_manager"),
     ("GET", COMPUTE + r"/acceleratorTypes$", "list_accelerator_types"),
     ("GET", COMPUTE + r"/acceleratorTypes/(?P<name>[^/]+)$", "get_accelerator_type"),
+    # Subnetworks and region operations: localcluster/gke_subnets.py (Compute API v1 reference cited there).
+    ("GET", REGION + r"/subnetworks$", "list_subnetworks"),
+    ("POST", REGION + r"/subnetworks$", "insert_subnetwork"),
+    ("GET", REGION + r"/subnetworks/(?P<name>[^/]+)$", "get_subnetwork"),
+    ("DELETE", REGION + r"/subnetworks/(?P<name>[^/]+)$", "delete_subnetwork"),
+    ("GET", REGION + r"/operations/(?P<operation>[^/]+)$", "get_region_operation"),
 ]
 MUTATING = ("POST", "PUT", "DELETE", "PATCH")
 
@@ -1210,6 +1219,28 @@ class Api:
             raise compute_error(404, f"The resource 'projects/{params['project']}/zones/{params['zone']}/"
                                      f"acceleratorTypes/{params['name']}' was not found", "notFound")
         return accelerator_type_view(params, params["name"])
+
+    # -- Compute subnetworks (localcluster/gke_subnets.py)
+
+    def list_subnetworks(self, params, body, query, fault):
+        with self.sim.lock:
+            return gke_subnets.Subnets(self.sim).list(params["project"], params["region"])
+
+    def get_subnetwork(self, params, body, query, fault):
+        with self.sim.lock:
+            return gke_subnets.Subnets(self.sim).get(params["project"], params["region"], params["name"])
+
+    def insert_subnetwork(self, params, body, query, fault):
+        with self.sim.lock:
+            return gke_subnets.Subnets(self.sim).insert(params["project"], params["region"], body)
+
+    def delete_subnetwork(self, params, body, query, fault):
+        with self.sim.lock:
+            return gke_subnets.Subnets(self.sim).delete(params["project"], params["region"], params["name"])
+
+    def get_region_operation(self, params, body, query, fault):
+        with self.sim.lock:
+            return gke_subnets.Subnets(self.sim).operation(params["project"], params["region"], params["operation"])
 
     # -- admin
 
