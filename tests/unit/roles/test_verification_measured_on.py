@@ -88,5 +88,5 @@ def test_an_unknown_source_is_refused_naming_the_variable(tmp_path):
 
 
 def test_the_local_inventory_labels_its_figures_as_simulated():
-    group_vars = yaml.safe_load((ROOT / "inventories" / "local" / "group_vars" / "all.yml").read_text())
+    group_vars = yaml.safe_load((ROOT / "inventories" / "local" / "group_vars" / "all" / "vars.yml").read_text())
     assert group_vars["verification_measured_on"] == "local-simulator"
