@@ -277,17 +277,24 @@ def current_context(kubeconfig):
         return None
 
 
+class Forbidden(Exception):
+    """The Kubernetes identity may not read a path the checks need."""
+
+
 class Kube:
     def __init__(self, params):
         self.client = get_api_client(module=None, **k8s_auth(params)).client
 
-    def get(self, path):
-        """The object at ``path``, or None on 404."""
+    def get(self, path, optional=False):
+        """The object at ``path``; None on 404, and on 403 when ``optional`` (a read that only refines a check)."""
         try:
             resp = self.client.request("GET", path, serialize=False, _request_timeout=30)
         except ApiException as exc:
-            if getattr(exc, "status", None) == 404:
+            status = getattr(exc, "status", None)
+            if status == 404 or (status == 403 and optional):
                 return None
+            if status == 403:
+                raise Forbidden(path) from exc
             raise
         try:
             return json.loads(resp.data or b"{}")
@@ -319,15 +326,16 @@ def gather_kube(params, facts, apis):
             r.get("name") for r in listing.get("resources") or [] if "/" not in r.get("name", "")]
     has_gateways = "gateways" in (facts["served"].get("gateway.networking.k8s.io/v1") or [])
     facts["gateway"] = kube.get(gw_path) if has_gateways else None
-    namespace = kube.get(f"/api/v1/namespaces/{params['route_namespace']}")
+    namespace = kube.get(f"/api/v1/namespaces/{params['route_namespace']}", optional=True)
     # The API server labels every namespace with kubernetes.io/metadata.name (Kubernetes 1.22+); one the
     # deployment has yet to create will carry at least that label.
     facts["namespace_labels"] = ((namespace or {}).get("metadata") or {}).get("labels") or {
         "kubernetes.io/metadata.name": params["route_namespace"]}
     facts["controller"] = kube.get(f"/apis/apps/v1/namespaces/{params['kserve_namespace']}/deployments/"
                                    f"{params['kserve_deployment']}")
-    facts["odh_controller"] = kube.get(f"/apis/apps/v1/namespaces/{gp.ODH_NAMESPACE}/deployments/"
-                                       f"{gp.ODH_DEPLOYMENT}")
+    # Open Data Hub's controller is looked for only when the configured one is missing (to say why).
+    facts["odh_controller"] = None if facts["controller"] is not None else kube.get(
+        f"/apis/apps/v1/namespaces/{gp.ODH_NAMESPACE}/deployments/{gp.ODH_DEPLOYMENT}", optional=True)
 
 
 def main():
@@ -360,7 +368,7 @@ def main():
         module.fail_json(msg=exc.message, error_kind=exc.kind)
     try:
         facts["kube_server"], facts["kube_context"] = kube_server(params)
-    except (CoreException, Exception) as exc:  # pylint: disable=broad-except  # kubernetes.config errors vary
+    except Exception as exc:  # pylint: disable=broad-except  # kubernetes.config errors vary
         module.fail_json(msg=f"could not read the kubeconfig (llm_serving_kubeconfig / llm_serving_k8s_context): "
                              f"{exc}")
     endpoint_problem = None if "one_cluster" in skip else gp.one_cluster_problem(
@@ -372,6 +380,10 @@ def main():
                          gke_endpoints=gp.cluster_endpoints(facts["cluster"]))
     try:
         gather_kube(params, facts, apis)
+    except Forbidden as exc:
+        module.fail_json(msg=f"platform pre-flight: the Kubernetes identity of {facts['kube_server']} may not read "
+                             f"{exc} (HTTP 403); grant get on it (docs/rbac/clusterroles.yaml) or skip the check "
+                             "with llm_serving_platform_check_skip")
     except (ApiException, CoreException) as exc:
         module.fail_json(msg=f"platform pre-flight could not read the Kubernetes API at {facts['kube_server']}: {exc}")
     result = gp.evaluate(facts, want)
