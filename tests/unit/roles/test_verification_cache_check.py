@@ -1,38 +1,15 @@
 """verification role: the prefix-cache check states the round-robin hit rate and fails when routing does not
 beat it clearly. Runs evaluate and report with a recorded prefix_cache_check result (no cluster needed)."""
-import json
-import os
 import random
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from ansible_collections.llm_serving.gke.plugins.module_utils import prefix_affinity as pa
+from tests.chart_svg import read_chart
 
-ROOT = Path(__file__).resolve().parents[3]
 REPLICAS = ["http://127.0.0.2:8000", "http://127.0.0.3:8000", "http://127.0.0.4:8000"]
-
-PLAY = """
-- hosts: localhost
-  gather_facts: false
-  vars:
-    verification_llmisvc_name: demo
-    verification_namespace: ns
-    verification_model_name: m
-    verification_cache_test: true
-    verification_cache_require_beats_round_robin: true
-    __verification_url: http://127.0.0.1:1/ns/demo
-    __verification_url_source: status.url
-    __verification_pod_ips: []
-    __verification_checks: [{name: models, passed: true, expected: listed, measured: listed}]
-  tasks:
-    - ansible.builtin.include_role:
-        name: llm_serving.gke.verification
-        tasks_from: "{{ item }}"
-      loop: [evaluate, report]
-"""
+PLAY_VARS = {"verification_cache_test": True, "verification_cache_require_beats_round_robin": True,
+             "verification_cache_prefix_groups": 24}
 
 
 def recorded(route):
@@ -47,23 +24,9 @@ def recorded(route):
     return {"summary": pa.analyse(records, REPLICAS), "scrape_errors": {}}
 
 
-def verify(tmp_path, cache_result):
-    (tmp_path / "play.yml").write_text(PLAY)
-    (tmp_path / "vars.json").write_text(json.dumps({
-        "__verification_cache": cache_result, "verification_report_dir": str(tmp_path / "reports"),
-        "verification_cache_prefix_groups": 24}))
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"), ANSIBLE_NOCOLOR="1")
-    out = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-         str(tmp_path / "play.yml"), "-e", f"@{tmp_path / 'vars.json'}"],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=180, check=False)
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-    report = json.loads(next((tmp_path / "reports").glob("*.json")).read_text())
-    return report, next((tmp_path / "reports").glob("*.md")).read_text()
-
-
-def test_prefix_aware_routing_passes_and_the_report_states_round_robin(tmp_path):
-    report, markdown = verify(tmp_path, recorded(lambda i, g: REPLICAS[g % 3]))
+def test_prefix_aware_routing_passes_and_the_report_states_round_robin(verification_report):
+    run = verification_report({**PLAY_VARS, "__verification_cache": recorded(lambda i, g: REPLICAS[g % 3])})
+    report, markdown = run.report, run.markdown
     cache = report["cache"]
     assert report["failures"] == []
     assert cache["gain_over_round_robin"] == pytest.approx(1.0)
@@ -72,10 +35,26 @@ def test_prefix_aware_routing_passes_and_the_report_states_round_robin(tmp_path)
     assert "| Hit rate (tokens) | Measured | Round robin, same workload | Best possible | Gap closed |" in markdown
     assert "per-replica requests\nadd up to 96 of 96." in markdown or "add up to 96 of 96." in markdown
     assert "| 0 | 4 |" in markdown  # prefix 0: 4 requests, then the replicas that served them
+    # Charts beside the report: request share and hit rate per replica, measured against round robin.
+    base = next(run.dir.glob("*.md")).name[:-3]
+    assert f"]({base}-replicas.svg)" in markdown and f"]({base}-hit-rates.svg)" in markdown
+    per_replica = read_chart(str(run.dir / f"{base}-replicas.svg"))
+    assert per_replica["x_labels"] == [url[len("http://"):] for url in REPLICAS]
+    for url in REPLICAS:
+        rep = cache["replicas"][url]
+        label = url[len("http://"):]
+        assert per_replica["series"]["request share"][label] == f"{rep['request_share'] * 100:.1f}"
+        assert per_replica["series"]["hit rate"][label] == f"{rep['hit_rate'] * 100:.1f}"
+        assert f"| `{url}` | {rep['requests']} | {rep['request_share'] * 100:.1f} % | {rep['hit_rate'] * 100:.1f} % |" \
+            in markdown
+    rates = read_chart(str(run.dir / f"{base}-hit-rates.svg"))["series"]["hit rate"]
+    assert rates == {name: f"{cache[key] * 100:.1f}" for name, key in (
+        ("measured", "hit_rate"), ("round robin", "round_robin_hit_rate"), ("best possible", "best_hit_rate"))}
 
 
-def test_round_robin_routing_fails_the_prefix_aware_pattern(tmp_path):
-    report, markdown = verify(tmp_path, recorded(lambda i, g: REPLICAS[i % 3]))
+def test_round_robin_routing_fails_the_prefix_aware_pattern(verification_report):
+    run = verification_report({**PLAY_VARS, "__verification_cache": recorded(lambda i, g: REPLICAS[i % 3])})
+    report, markdown = run.report, run.markdown
     assert report["cache"]["gain_over_round_robin"] == pytest.approx(0.0)
     assert any(f.startswith("verification_cache_min_gain: measured 0 of the gap from the round-robin to the best "
                             "hit rate, required >= 0.5") for f in report["failures"]), report["failures"]

@@ -1,55 +1,34 @@
-"""verification role: console, JSON and Markdown reports say whether the figures come from GKE or the simulator.
+"""verification role: console, JSON and Markdown reports say whether the figures come from GKE or the simulator,
+and the Markdown report shows the benchmark as SVG charts beside it (text chart when pygal is missing).
 
 Runs the role's evaluate and report task files with a recorded benchmark result (no cluster needed).
 """
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.chart_svg import read_chart
+
 ROOT = Path(__file__).resolve().parents[3]
 SIMULATED = "measured on the local simulator (simulated vLLM replicas, not GKE performance)"
-
-PLAY = """
-- hosts: localhost
-  gather_facts: false
-  vars:
-    verification_llmisvc_name: demo
-    verification_namespace: ns
-    verification_model_name: m
-    __verification_url: http://127.0.0.1:1/ns/demo
-    __verification_url_source: status.url
-    __verification_pod_ips: []
-    __verification_checks: [{name: models, passed: true, expected: listed, measured: listed}]
-    __verification_benchmark:
-      summary:
-        config: {load_model: concurrency, warmup_seconds: 1, duration_seconds: 2, max_requests_per_step: null,
-                 endpoint: completions, prompt_tokens: 8, max_tokens: 8, headers: {}}
-        steps:
-          - {concurrency: 1, requests: 4, success_rate: 1.0, requests_per_s: 12.5, output_tokens_per_s: 100,
-             ttft_ms: {p50: 10, p95: 20}, itl_ms: {p50: 1, p95: 2}, e2e_ms: {p50: 50, p95: 80, p99: 90}, errors: {}}
-        overall: {max_requests_per_s: 12.5, max_output_tokens_per_s: 100, success_rate: 1.0, requests: 4,
-                  e2e_ms: {p95: 80}, ttft_ms: {p95: 20}, errors: {}}
-  tasks:
-    - ansible.builtin.include_role:
-        name: llm_serving.gke.verification
-        tasks_from: "{{ item }}"
-      loop: [evaluate, report]
-"""
-
-
-def run_playbook(tmp_path, text, *extra):
-    play = tmp_path / "play.yml"
-    play.write_text(text)
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"), ANSIBLE_NOCOLOR="1")
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(play),
-         "-e", f"verification_report_dir={tmp_path / 'reports'}", *extra],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=180, check=False)
+BENCHMARK = {
+    "summary": {
+        "config": {"load_model": "concurrency", "warmup_seconds": 1, "duration_seconds": 2,
+                   "max_requests_per_step": None, "endpoint": "completions", "prompt_tokens": 8, "max_tokens": 8,
+                   "headers": {}},
+        "steps": [
+            {"concurrency": 1, "requests": 4, "success_rate": 1.0, "requests_per_s": 12.5,
+             "output_tokens_per_s": 100, "ttft_ms": {"p50": 10, "p95": 20}, "itl_ms": {"p50": 1, "p95": 2},
+             "e2e_ms": {"p50": 50, "p95": 80, "p99": 90}, "errors": {}},
+            {"concurrency": 4, "requests": 16, "success_rate": 1.0, "requests_per_s": 31.75,
+             "output_tokens_per_s": 250, "ttft_ms": {"p50": 12, "p95": 33.4}, "itl_ms": {"p50": 1, "p95": 3},
+             "e2e_ms": {"p50": 90, "p95": 141.26, "p99": 150}, "errors": {}},
+        ],
+        "overall": {"max_requests_per_s": 31.75, "max_output_tokens_per_s": 250, "success_rate": 1.0,
+                    "requests": 20, "e2e_ms": {"p95": 141.26}, "ttft_ms": {"p95": 33.4}, "errors": {}},
+    },
+}
 
 
 @pytest.mark.parametrize("measured_on, markdown_row, text", [
@@ -57,21 +36,46 @@ def run_playbook(tmp_path, text, *extra):
      SIMULATED),
     ("gke", "| Figures measured on | **GKE** |", "measured on GKE"),
 ])
-def test_every_report_says_where_the_figures_come_from(tmp_path, measured_on, markdown_row, text):
-    out = run_playbook(tmp_path, PLAY, "-e", f"verification_measured_on={measured_on}")
-    assert out.returncode == 0, out.stdout + out.stderr
+def test_every_report_says_where_the_figures_come_from(verification_report, measured_on, markdown_row, text):
+    run = verification_report({"__verification_benchmark": BENCHMARK}, "-e", f"verification_measured_on={measured_on}")
     # Console: the throughput/latency line is followed by its source.
-    assert "ns/demo: throughput 12.50 req/s, E2E p95 80 ms, TTFT p95 20 ms" in out.stdout
-    assert f"- {text}" in out.stdout
-    report = json.loads(next((tmp_path / "reports").glob("*.json")).read_text())
-    assert report["measured_on"] == measured_on and report["measured_on_text"] == text
-    assert report["benchmark"]["measured_on"] == measured_on
-    markdown = next((tmp_path / "reports").glob("*.md")).read_text()
-    assert markdown_row in markdown
-    assert f"Throughput and latency {text}." in markdown
+    assert "ns/demo: throughput 31.75 req/s, E2E p95 141 ms, TTFT p95 33 ms" in run.proc.stdout
+    assert f"- {text}" in run.proc.stdout
+    assert run.report["measured_on"] == measured_on and run.report["measured_on_text"] == text
+    assert run.report["benchmark"]["measured_on"] == measured_on
+    assert markdown_row in run.markdown
+    assert f"Throughput and latency {text}." in run.markdown
 
 
-def test_an_unknown_source_is_refused_naming_the_variable(tmp_path):
+def test_the_benchmark_charts_are_svg_files_beside_the_markdown(verification_report):
+    run = verification_report({"__verification_benchmark": BENCHMARK}, "-e", "verification_measured_on=gke")
+    base = next(run.dir.glob("*.md")).name[:-3]
+    files = {name: run.dir / f"{base}-{name}.svg" for name in ("throughput", "latency")}
+    assert sorted(run.report["report_charts"]) == sorted(str(path) for path in files.values())
+    # Relative links, and the text chart is gone.
+    assert f"![Throughput per step (req/s, GKE)]({base}-throughput.svg)" in run.markdown
+    assert f"![p95 latency per step (ms, GKE)]({base}-latency.svg)" in run.markdown
+    assert "throughput (req/s)" not in run.markdown
+    # The charts plot the numbers of the report's table.
+    assert "| c=4 | 16 | 100.0 % | 31.75 |" in run.markdown
+    assert read_chart(str(files["throughput"]))["series"] == {"req/s": {"c=1": "12.50", "c=4": "31.75"}}
+    latency = read_chart(str(files["latency"]))["series"]
+    assert latency == {"E2E p95": {"c=1": "80.0", "c=4": "141.3"}, "TTFT p95": {"c=1": "20.0", "c=4": "33.4"}}
+    assert "/ 141.3 /" in run.markdown  # the table's E2E p95 of c=4
+
+
+def test_without_pygal_the_markdown_keeps_its_text_chart(verification_report, tmp_path):
+    # A pygal that cannot be imported, first on the module's PYTHONPATH.
+    (tmp_path / "nopygal" / "pygal").mkdir(parents=True)
+    (tmp_path / "nopygal" / "pygal" / "__init__.py").write_text("raise ImportError('pygal hidden by the test')\n")
+    run = verification_report({"__verification_benchmark": BENCHMARK}, "-e", "verification_measured_on=gke",
+                              env={"PYTHONPATH": str(tmp_path / "nopygal")})
+    assert "pygal is not installed" in run.proc.stdout + run.proc.stderr
+    assert list(run.dir.glob("*.svg")) == [] and run.report["report_charts"] == []
+    assert "step        throughput (req/s)" in run.markdown and "![" not in run.markdown
+
+
+def test_an_unknown_source_is_refused_naming_the_variable(ansible_playbook):
     play = """
 - hosts: localhost
   gather_facts: false
@@ -82,7 +86,7 @@ def test_an_unknown_source_is_refused_naming_the_variable(tmp_path):
       verification_model_name: m
       verification_measured_on: laptop
 """
-    out = run_playbook(tmp_path, play)
+    out = ansible_playbook(play)
     assert out.returncode != 0
     assert "verification_measured_on" in out.stdout and "laptop" in out.stdout
 

@@ -6,12 +6,9 @@ pkg/controller/v1alpha2/llmisvc/router.go); GKE attaches a policy only to the ba
 Runs the role's policy_check.yml with the route / policies as the API would return them (no cluster).
 """
 import json
-import os
-import subprocess
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 V1, V1ALPHA2 = "inference.networking.k8s.io", "inference.networking.x-k8s.io"
 POOL = "m-inference-pool"
 
@@ -42,16 +39,14 @@ def _policy(kind, group):
             "spec": {"targetRef": {"group": group, "kind": "InferencePool", "name": POOL}}}
 
 
-def _run(tmp_path, route_group, policy_groups):
+def _run(tmp_path, ansible_playbook, route_group, policy_groups):
     results = [{"item": kind, "resources": [_policy(kind, g) for g in policy_groups]}
                for kind in ("HealthCheckPolicy", "GCPBackendPolicy")]
     extra = {"given": {"policies": {"results": results},
                        "pool_refs": [{"group": route_group, "kind": "InferencePool", "name": POOL}]},
              "out": str(tmp_path / "checks.json")}
-    (tmp_path / "play.yml").write_text(PLAYBOOK)
     (tmp_path / "vars.json").write_text(json.dumps(extra))
-    proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), str(tmp_path / "play.yml"),
-                           "-e", f"@{tmp_path}/vars.json"], cwd=ROOT, capture_output=True, text=True, check=False)
+    proc = ansible_playbook(PLAYBOOK, "-e", f"@{tmp_path}/vars.json")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     checks = json.loads((tmp_path / "checks.json").read_text())
     assert [c["name"] for c in checks] == ["gke_policies_target_route_backend"]
@@ -59,14 +54,14 @@ def _run(tmp_path, route_group, policy_groups):
 
 
 @pytest.mark.parametrize("route_group", [V1, V1ALPHA2])
-def test_policies_for_both_groups_cover_the_route(tmp_path, route_group):
-    check = _run(tmp_path, route_group, [V1, V1ALPHA2])
+def test_policies_for_both_groups_cover_the_route(tmp_path, ansible_playbook, route_group):
+    check = _run(tmp_path, ansible_playbook, route_group, [V1, V1ALPHA2])
     assert check["passed"] is True
     assert f"{route_group}/InferencePool/{POOL}" in check["measured"]
 
 
-def test_policies_on_the_v1_pool_miss_a_route_on_v1alpha2(tmp_path):
-    check = _run(tmp_path, V1ALPHA2, [V1])
+def test_policies_on_the_v1_pool_miss_a_route_on_v1alpha2(tmp_path, ansible_playbook):
+    check = _run(tmp_path, ansible_playbook, V1ALPHA2, [V1])
     assert check["passed"] is False
     assert f"HealthCheckPolicy for {V1ALPHA2}/InferencePool {POOL}" in check["measured"]
     assert f"GCPBackendPolicy for {V1ALPHA2}/InferencePool {POOL}" in check["measured"]
