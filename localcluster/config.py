@@ -15,6 +15,8 @@ APISERVER_PORT = 16443 + PORT_OFFSET
 CONTROLLER_MANAGER_PORT = 10257 + PORT_OFFSET
 SCHEDULER_PORT = 10259 + PORT_OFFSET
 GKE_API_PORT = 18080
+CEL_WEBHOOK_PORT = 16444 + PORT_OFFSET  # localcluster.cel_webhook (HTTPS, called by kube-apiserver)
+CEL_WEBHOOK_CONFIGURATION = "localcluster-cel-validation"  # its ValidatingWebhookConfiguration
 
 # The simulated GKE cluster (docs/development.md).
 GCP_PROJECT = "llm-serving-local"
