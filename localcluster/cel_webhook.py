@@ -17,6 +17,7 @@ import base64
 import json
 import os
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,6 +39,9 @@ PROBE_ROUTE = {
 }
 
 
+_EVALUATING = threading.Lock()
+
+
 def log(message):
     print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
 
@@ -52,7 +56,8 @@ def review_response(registry, review):
     old = request.get("oldObject") if request.get("operation") == "UPDATE" else None
     response = {"uid": uid, "allowed": True}
     try:
-        errors = registry.validate(obj, old)
+        with _EVALUATING:  # one evaluation at a time: the GIL serialises them anyway, and the caches are shared
+            errors = registry.validate(obj, old)
     except Exception as exc:  # noqa: BLE001 - an evaluator bug must refuse with its cause, not crash the server
         errors = [cel.FieldError("FieldValueInvalid", "<nil>", "object",
                                  f"local CEL evaluator failed: {type(exc).__name__}: {exc}")]
@@ -224,8 +229,6 @@ def main():
     kube = Kube(os.environ["KUBECONFIG"])
     minor = kube.server_minor_version()
     registered = minor < crds.FIRST_VERSION_WITHOUT_PREPROCESSING
-    import threading
-
     threading.Thread(target=server.serve_forever, daemon=True).start()
     if registered:
         action = register(kube, webhook_configuration(registry, config.CEL_WEBHOOK_PORT, ca_pem))

@@ -55,6 +55,11 @@ def print_status(report):
         else:
             state = "not running" if comp["pid"] is None else "dead"
         print(f"{comp['name']:26} {comp['pid'] or '-':>8}  {state}")
+    cel = report.get("cel")
+    if cel:
+        print(f"CEL rules (cel_webhook): {cel['evaluated']} of {cel['rules']} evaluated, {cel['unevaluable']} not "
+              f"evaluable{' (listed in ' + cel['unevaluable_file'] + ')' if cel['unevaluable'] else ''}"
+              f"{'' if cel['registered'] else '; not registered (the API server enforces them itself)'}")
     print("endpoints:")
     for key, value in report["endpoints"].items():
         print(f"  {key:15} {value}")

@@ -1,4 +1,5 @@
 """up / down / status / restart of the local cluster: control plane, CRDs, bootstrap objects, simulators."""
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ from .kube import Kube
 from .supervisor import ProcessSpec, StartError, Supervisor, port_listening, wait_until
 
 EXTERNAL_ENV = "LOCALCLUSTER_EXTERNAL_KUBECONFIG"
+CEL_VWC_COLLECTION = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
 COMPONENT_PORTS = {
     "etcd": (config.ETCD_CLIENT_PORT, config.ETCD_PEER_PORT),
     "kube-apiserver": (config.APISERVER_PORT,),
@@ -146,7 +148,9 @@ class Cluster:
         kube = Kube(self.kubeconfig_path(settings))
         crds.install(kube, self.log)
         phases.mark("CRDs")
-        errors = bootstrap.create_all(kube, identity, self.log)
+        errors = self.start_admission(env, kube)
+        phases.mark("admission")
+        errors += bootstrap.create_all(kube, identity, self.log)
         phases.mark("bootstrap")
         sim_errors, notes = self.start_simulators(env)
         errors += sim_errors
@@ -215,6 +219,27 @@ class Cluster:
         if not wait_until(ready_or_dead, timeout, interval=0.25):
             raise StartError(f"{name} not ready after {timeout}s; last lines of {self.sup.log_file(name)}:\n"
                              f"{self.sup.log_tail(name)}")
+
+    def start_admission(self, env, kube, name="cel_webhook"):
+        """The CEL admission webhook, before anything writes a custom resource (its failurePolicy is Fail).
+
+        Without it (LOCALCLUSTER_SIMULATORS leaves it out) its registration is removed: the API server would
+        otherwise refuse every write of those resources while nothing answers at its URL.
+        """
+        if name not in selected_simulators() or not simulator_module_exists(name):
+            path = f"{CEL_VWC_COLLECTION}/{config.CEL_WEBHOOK_CONFIGURATION}"
+            if kube.get(path) is not None:
+                kube.request("DELETE", path)
+                self.log(f"removed ValidatingWebhookConfiguration {config.CEL_WEBHOOK_CONFIGURATION} "
+                         f"({name} is not started: CEL rules are not enforced)")
+            return []
+        if not self.sup.is_running(name):
+            self.start_simulator(name, env)
+        try:
+            self._wait(name, lambda: (self.paths.ready / name).exists(), ready_timeout())
+        except StartError as exc:
+            return [str(exc)]
+        return []
 
     def start_simulators(self, env):
         """Start every simulator whose module exists, then wait for its ready file; returns (errors, notes)."""
@@ -302,6 +327,7 @@ class Cluster:
         return {
             "mode": "external" if external else "local",
             "components": components,
+            "cel": cel_summary(self.paths.root),
             "endpoints": self.endpoints(env, external),
             "healthy": bool(env) and control_plane_ok and all(c["ready"] for c in components if c["present"]),
         }
@@ -326,6 +352,14 @@ class Cluster:
             "kubeconfig": env.get("KUBECONFIG", str(self.paths.kubeconfig)),
             "env": str(self.paths.env_file),
         }
+
+
+def cel_summary(state_dir):
+    """Counts of the CEL rules the webhook compiled (cel/summary.json, written by localcluster.cel_webhook)."""
+    try:
+        return json.loads((Path(state_dir) / "cel" / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def listener_of(port):

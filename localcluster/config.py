@@ -25,8 +25,9 @@ GKE_CLUSTER = "llm-serving-local"
 GATEWAY_ADDRESS = "127.0.0.1"
 DEFAULT_TIME_SCALE = "0.02"
 
-# Simulators, in start order (each is `python -m localcluster.<name>`; stopped in reverse).
-SIMULATORS = ("gke_api", "node_agent", "kserve_controller", "gateway")
+# Simulators, in start order (each is `python -m localcluster.<name>`; stopped in reverse). cel_webhook is not a
+# simulator but the admission webhook that enforces the CRDs' CEL rules; `up` starts it before the bootstrap objects.
+SIMULATORS = ("cel_webhook", "gke_api", "node_agent", "kserve_controller", "gateway")
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
