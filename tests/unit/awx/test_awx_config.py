@@ -78,7 +78,7 @@ def injected_env():
 
 def inventory_env_reads():
     reads = set()
-    for group_vars in ROOT.glob("inventories/*/group_vars/*.yml"):
+    for group_vars in ROOT.glob("inventories/*/group_vars/**/*.yml"):
         reads.update(ENV_LOOKUP.findall(group_vars.read_text()))
     return reads
 
@@ -107,8 +107,9 @@ def test_secret_inputs_are_marked_secret():
 
 def test_every_playbook_has_a_template():
     templated = {t["playbook"] for t in TEMPLATES}
+    # render.yml writes a plan to files for a reviewer; in AWX they would vanish with the job's container.
     runnable = {f"playbooks/{p.name}" for p in (ROOT / "playbooks").glob("*.yml")
-                if p.name not in ("deploy_pattern.yml", "awx_configure.yml")}
+                if p.name not in ("deploy_pattern.yml", "awx_configure.yml", "render.yml")}
     assert not runnable - templated, f"playbooks without a job template: {sorted(runnable - templated)}"
 
 
