@@ -115,3 +115,57 @@ def test_summary_lists_unevaluable_rules_by_crd_path_and_rule(tmp_path):
     assert lines[1].split("\t")[:4] == ["things.example.com", "v1", "spec", "self.a.ip().isLoopback()"]
     assert lines[1].split("\t")[4] == "function(s) ip, isLoopback not implemented by the local evaluator"
     assert cel_webhook.read_summary(tmp_path) == summary
+
+
+def test_status_prints_the_rule_counts(capsys):
+    from localcluster import cli
+
+    report = {"mode": "local", "healthy": True, "components": [], "endpoints": {},
+              "cel": {"rules": 672, "evaluated": 671, "unevaluable": 1, "registered": True,
+                      "unevaluable_file": "/x/cel/unevaluable.txt"}}
+    cli.print_status(report)
+    assert ("CEL rules (cel_webhook): 671 of 672 evaluated, 1 not evaluable (listed in /x/cel/unevaluable.txt)"
+            in capsys.readouterr().out)
+
+
+class FakeKube:
+    def __init__(self, existing):
+        self.existing, self.calls = existing, []
+
+    def get(self, path):
+        return {"metadata": {}} if self.existing else None
+
+    def request(self, method, path, body=None, **_):
+        self.calls.append((method, path))
+
+
+def test_up_without_the_webhook_removes_its_registration(monkeypatch, tmp_path):
+    from localcluster import cluster, config
+
+    monkeypatch.setenv("LOCALCLUSTER_SIMULATORS", "gke_api")
+    logs = []
+    lc = cluster.Cluster(paths=config.StatePaths(tmp_path), log=logs.append)
+    kube = FakeKube(existing=True)
+    assert lc.start_admission({}, kube) == []
+    assert kube.calls == [("DELETE", f"{cluster.CEL_VWC_COLLECTION}/localcluster-cel-validation")]
+    assert "CEL rules are not enforced" in logs[0]
+    kube = FakeKube(existing=False)
+    assert lc.start_admission({}, kube) == [] and kube.calls == []
+
+
+def test_up_starts_the_webhook_first_and_reports_a_failed_start(monkeypatch, tmp_path):
+    from localcluster import cluster, config
+
+    monkeypatch.delenv("LOCALCLUSTER_SIMULATORS", raising=False)
+    assert config.SIMULATORS[0] == "cel_webhook"  # started before the simulators write custom resources
+    lc = cluster.Cluster(paths=config.StatePaths(tmp_path), log=lambda *_: None)
+    started = []
+    monkeypatch.setattr(lc.sup, "is_running", lambda name: False)
+    monkeypatch.setattr(lc, "start_simulator", lambda name, env: started.append(name))
+
+    def not_ready(name, predicate, timeout):
+        raise cluster.StartError(f"{name} exited during start-up")
+
+    monkeypatch.setattr(lc, "_wait", not_ready)
+    assert lc.start_admission({}, FakeKube(existing=False)) == ["cel_webhook exited during start-up"]
+    assert started == ["cel_webhook"]
