@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.chart_svg import read_chart
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def report_dir(tmp_path_factory):
     reports = tmp_path_factory.mktemp("reports")
     # A verification report from the local cluster (simulated throughput) and one from before measured_on existed.
     (reports / "verification-qwen2-3b-pattern3-gpu-20261202T070000Z.json").write_text(json.dumps(
@@ -26,7 +28,12 @@ def report(tmp_path_factory):
          "-e", f"llm_serving_report_dir={reports}", "-e", json.dumps(handover)],
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-    return (reports / "cost-report.md").read_text()
+    return reports
+
+
+@pytest.fixture(scope="module")
+def report(report_dir):
+    return (report_dir / "cost-report.md").read_text()
 
 
 def row(text, *cells):
@@ -97,3 +104,26 @@ def test_cost_per_1m_says_where_its_throughput_was_measured_in_the_same_line(rep
         report, "p3-gpu", "gcp-on-demand-europe-west4")
     assert "$626.01 from throughput measured on GKE" in row(report, "p3-tpu", "gcp-on-demand-europe-west4")
     assert "from throughput source not stated" in row(report, "p1-tpu", "gcp-on-demand-europe-west4")
+
+
+def number(text):
+    """1,423.42 (chart) and 1423.42 (table) are the same figure."""
+    return float(text.replace(",", ""))
+
+
+def test_the_report_shows_cost_per_pattern_and_book_as_svg_charts_of_its_own_numbers(report_dir, report):
+    assert "![Cost per day by pattern and price book (USD)](cost-report-daily.svg)" in report
+    per_million_link = next(line for line in report.splitlines() if line.endswith("(cost-report-per-million.svg)"))
+    assert "SIMULATED throughput" in per_million_link
+    daily = read_chart(str(report_dir / "cost-report-daily.svg"))
+    per_million = read_chart(str(report_dir / "cost-report-per-million.svg"))
+    assert daily["x_labels"] == ["p1-tpu", "p3-tpu", "p3-gpu"]
+    assert daily["legend"][0] == "seed-2026-02" and len(daily["legend"]) == 5
+    for pattern in daily["x_labels"]:
+        for book in daily["legend"]:
+            cells = row(report, pattern, book).split(" | ")
+            assert number(daily["series"][book][pattern]) == number(cells[4])  # Total $/day
+            per_1m = re.match(r"\$([0-9,.]+) from", cells[8])
+            plotted = per_million["series"][book].get(pattern)
+            assert (number(plotted) if plotted else None) == (number(per_1m.group(1)) if per_1m else None)
+    assert per_million["series"]["gcp-on-demand-europe-west4"]["p3-gpu"] == "59.68"
