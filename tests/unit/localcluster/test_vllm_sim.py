@@ -8,8 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from localcluster import tokens, vllm_sim
 from localcluster.vllm_sim import PROFILES, Engine, PrefixCache, SimConfig, scaled_profile
-
-SHARED = " ".join(f"policy{i}" for i in range(64))  # 64 tokens: four full 16-token blocks
+from tests.unit.vllm_sim_helpers import SHARED_PREFIX as SHARED  # 64 tokens: four full 16-token blocks
+from tests.unit.vllm_sim_helpers import run_requests
 
 
 def t4_config(**overrides):
@@ -91,18 +91,6 @@ def test_least_recently_used_blocks_are_evicted():
     assert cache.cached_tokens(tokens.block_hashes(old), len(old), 16) == 0
 
 
-async def _run_requests(engine, prompts, max_output=2):
-    seqs = []
-    for prompt in prompts:
-        toks = tokens.tokenize(prompt)
-        seq = vllm_sim.Sequence(len(toks), tokens.block_hashes(toks), max_output)
-        engine.submit(seq)
-        while await seq.events.get() is not None:
-            pass
-        seqs.append(seq)
-    return seqs
-
-
 def _sample(engine, name):
     for family in text_string_to_metric_families(engine.metrics.exposition().decode()):
         for sample in family.samples:
@@ -116,7 +104,7 @@ def test_cache_counters_are_in_tokens():
         engine = Engine(t4_config(zero_latency=True))
         engine.start()
         try:
-            first, second = await _run_requests(engine, [SHARED + " question one", SHARED + " question two"])
+            first, second = await run_requests(engine, [SHARED + " question one", SHARED + " question two"])
         finally:
             await engine.stop()
         return engine, first, second
@@ -133,7 +121,7 @@ def test_prefix_caching_can_be_switched_off():
         engine = Engine(t4_config(zero_latency=True, enable_prefix_caching=False))
         engine.start()
         try:
-            await _run_requests(engine, [SHARED + " a", SHARED + " b"])
+            await run_requests(engine, [SHARED + " a", SHARED + " b"])
         finally:
             await engine.stop()
         return engine

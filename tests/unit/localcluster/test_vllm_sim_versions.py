@@ -1,43 +1,22 @@
 """The simulated vLLM by (vLLM version, accelerator): flags, engine and metric names from the collection's table."""
-import asyncio
-
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from localcluster import tokens, vllm_flags, vllm_sim
-from localcluster.vllm_sim import Engine, SimConfig
+from localcluster import vllm_flags, vllm_sim
+from tests.unit.vllm_sim_helpers import SHARED_PREFIX as SHARED
+from tests.unit.vllm_sim_helpers import exposition, serve, sim_config
 
-SHARED = " ".join(f"policy{i}" for i in range(64))
 P3_GPU_ARGS = ["--model=/mnt/models", "--served-model-name=Qwen/Qwen2.5-3B-Instruct", "--dtype=half",
                "--max-model-len=2048", "--gpu-memory-utilization=0.75", "--enable-prefix-caching", "--block-size=16",
                "--disable-log-requests", "--show-hidden-metrics-for-version=0.7"]
 
 
 def _config(argv, version, accelerator):
-    args = vllm_flags.parse_vllm_args(argv, vllm_version=version)
-    return SimConfig.from_vllm_args(args, accelerator, devices=4, vllm_version=version, zero_latency=True)
+    return sim_config(argv, version, accelerator, devices=4)
 
 
 def _exposed(engine):
-    return {s.name: s.value for f in text_string_to_metric_families(engine.metrics.exposition().decode())
-            for s in f.samples}
-
-
-def _serve(config, prompts):
-    async def scenario():
-        engine = Engine(config)
-        engine.start()
-        try:
-            for prompt in prompts:
-                toks = tokens.tokenize(prompt)
-                seq = vllm_sim.Sequence(len(toks), tokens.block_hashes(toks), 2)
-                engine.submit(seq)
-                while await seq.events.get() is not None:
-                    pass
-        finally:
-            await engine.stop()
-        return engine
-    return asyncio.run(scenario())
+    return {s.name: s.value for f in text_string_to_metric_families(exposition(engine)) for s in f.samples}
 
 
 def test_async_scheduling_crash_loops_0_8_4_but_not_0_12():
@@ -71,7 +50,7 @@ def test_short_options(argv):
 def test_t4_on_0_8_4_runs_v0_with_v0_metric_names_and_its_hidden_hit_rate():
     config = _config(P3_GPU_ARGS, "0.8.4", "nvidia-tesla-t4")
     assert config.engine == "v0"
-    engine = _serve(config, [SHARED + " one", SHARED + " two"])
+    engine = serve(config, [SHARED + " one", SHARED + " two"])
     exposed = _exposed(engine)
     assert "vllm:gpu_cache_usage_perc" in exposed and "vllm:kv_cache_usage_perc" not in exposed
     assert "vllm:prefix_cache_hits_total" not in exposed and "vllm:prefix_cache_queries_total" not in exposed
@@ -80,7 +59,7 @@ def test_t4_on_0_8_4_runs_v0_with_v0_metric_names_and_its_hidden_hit_rate():
 
 def test_v0_hit_rate_gauge_stays_hidden_without_the_flag():
     config = _config(P3_GPU_ARGS[:-1], "0.8.4", "nvidia-tesla-t4")
-    assert "vllm:gpu_prefix_cache_hit_rate" not in _exposed(_serve(config, [SHARED]))
+    assert "vllm:gpu_prefix_cache_hit_rate" not in _exposed(serve(config, [SHARED]))
 
 
 def test_v0_leaves_prefix_caching_off_unless_asked():
@@ -93,7 +72,7 @@ def test_tpu_and_newer_t4_releases_run_v1_with_v1_names():
                                  ("0.10.1.1", "nvidia-l4")):
         config = _config(["--max-model-len=2048"], version, accelerator)
         assert config.engine == "v1", (version, accelerator)
-        exposed = _exposed(_serve(config, [SHARED]))
+        exposed = _exposed(serve(config, [SHARED]))
         assert "vllm:kv_cache_usage_perc" in exposed and "vllm:prefix_cache_hits_total" in exposed
 
 
