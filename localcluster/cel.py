@@ -83,7 +83,7 @@ def to_cel(value, schema):
     if isinstance(value, bool):
         return celtypes.BoolType(value)
     if isinstance(value, int):
-        return celtypes.IntType(value)
+        return celtypes.DoubleType(value) if schema.get("type") == "number" else celtypes.IntType(value)
     if isinstance(value, float):
         if schema.get("type") == "integer" and value.is_integer():
             return celtypes.IntType(int(value))
@@ -392,7 +392,17 @@ class Node:
     properties: dict = field(default_factory=dict)
     items: "Node | None" = None
     additional: "Node | None" = None
-    all_of: list = field(default_factory=list)
+
+
+def _nested_rules(schemas):
+    for schema in schemas:
+        if isinstance(schema, dict):
+            yield from schema.get("x-kubernetes-validations") or ()
+            for value in schema.values():
+                if isinstance(value, dict):
+                    yield from _nested_rules([value])
+                elif isinstance(value, list):
+                    yield from _nested_rules(value)
 
 
 def compile_schema(schema, crd, version, path="", sink=None):
@@ -421,12 +431,16 @@ def compile_schema(schema, crd, version, path="", sink=None):
         node.items = compile_schema(schema["items"], crd, version, f"{path}[*]", sink)
     if isinstance(schema.get("additionalProperties"), dict):
         node.additional = compile_schema(schema["additionalProperties"], crd, version, f"{path}[*]", sink)
-    for sub in schema.get("allOf") or ():
-        merged = compile_schema({**schema, **sub, "properties": sub.get("properties") or {}}, crd, version, path,
-                                sink) if sub.get("x-kubernetes-validations") or sub.get("properties") else None
-        if merged:
-            node.all_of.append(merged)
-    if node.rules or node.properties or node.items or node.additional or node.all_of:
+    for keyword in ("allOf", "anyOf", "oneOf", "not"):
+        subs = schema.get(keyword) or ()
+        for spec in _nested_rules(subs if isinstance(subs, list) else [subs]):
+            # No installed CRD has them; listed, never skipped in silence.
+            rule = Rule(crd, version, f"{path or '<root>'} ({keyword})", spec,
+                        error=f"rules inside {keyword} are not implemented by the local evaluator")
+            node.rules.append(rule)
+            if sink is not None:
+                sink.append(rule)
+    if node.rules or node.properties or node.items or node.additional:
         return node
     return None
 
@@ -531,8 +545,6 @@ class Validator:
         schema = node.schema
         if node.rules:
             self._rules(node, value, old, path, ratchet, errors)
-        for sub in node.all_of:
-            self._walk(sub, value, old, path, ratchet, errors)
         correlatable = schema.get("x-kubernetes-map-type") != "atomic"
         if isinstance(value, dict):
             old_map = old if isinstance(old, dict) and correlatable else {}

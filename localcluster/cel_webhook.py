@@ -55,6 +55,7 @@ def review_response(registry, review):
     obj = request.get("object") or {}
     old = request.get("oldObject") if request.get("operation") == "UPDATE" else None
     response = {"uid": uid, "allowed": True}
+    started = time.monotonic()
     try:
         with _EVALUATING:  # one evaluation at a time: the GIL serialises them anyway, and the caches are shared
             errors = registry.validate(obj, old)
@@ -64,6 +65,10 @@ def review_response(registry, review):
     if errors:
         kind = request.get("kind") or {}
         message = cel.error_message(obj, errors, kind.get("kind"), kind.get("group"))
+        meta = obj.get("metadata") or {}
+        log(f"DENIED {request.get('operation')} {kind.get('kind')} {meta.get('namespace', '')}/{meta.get('name', '')}"
+            f"{' (' + request['subResource'] + ')' if request.get('subResource') else ''} in "
+            f"{(time.monotonic() - started) * 1000:.0f} ms: {message}")
         response.update(allowed=False, status={
             "apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure", "code": 422,
             "reason": "Invalid", "message": message,

@@ -241,3 +241,18 @@ def test_offline_helper_returns_messages():
     assert cel.validate(route(matches=[{"path": {"type": "Exact", "value": "/a/../b"}}])) == [
         "spec.rules[0].matches[0].path: Invalid value: \"object\": must not contain '/../' when type one of "
         "['Exact', 'PathPrefix']"]
+
+
+def test_rules_inside_all_of_are_listed_not_skipped():
+    crd = _crd([{"rule": "true"}])
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec["allOf"] = [{"x-kubernetes-validations": [{"rule": "self.n > 0", "message": "positive"}]}]
+    reg = cel.Registry([crd])
+    assert [(r.path, r.text, r.error) for r in reg.unevaluable] == [
+        ("spec (allOf)", "self.n > 0", "rules inside allOf are not implemented by the local evaluator")]
+
+
+def test_number_fields_are_doubles():
+    reg = cel.Registry([_crd([{"rule": "self.x > 0.5", "message": "x"}], {"x": {"type": "number"}})])
+    assert reg.validate(_thing(x=1)) == []
+    assert [e.detail for e in reg.validate(_thing(x=0))] == ["x"]
