@@ -15,10 +15,13 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from localcluster import crds
+
+from tests.chart_svg import read_chart
+
 pytestmark = pytest.mark.cluster
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-PRESETS = SHARED / "crds" / "samples" / "kserve-v0.20.0" / "presets-config-llmisvcconfig"
+PRESETS = crds.presets_dir()  # KServe v0.20.0's presets, pinned in localcluster/crds.py
 GROUP, VERSION = "serving.kserve.io", "v1alpha2"
 POOL_GROUP = "inference.networking.k8s.io"
 POOL_GROUP_V1ALPHA2 = "inference.networking.x-k8s.io"
@@ -106,8 +109,6 @@ def ready(custom, core, namespace, name):
 @pytest.fixture(scope="module")
 def deployed(local_cluster, k8s_api_client):
     """Namespace with the llmisvcs ``sched`` (InferencePool + EPP) and ``rr`` (Service, round robin)."""
-    if not PRESETS.exists():
-        pytest.skip(f"KServe presets not found at {PRESETS}")
     core, custom = client.CoreV1Api(k8s_api_client), client.CustomObjectsApi(k8s_api_client)
     namespace = f"t-verif-{uuid.uuid4().hex[:6]}"
     core.create_namespace({"metadata": {"name": namespace}})
@@ -137,7 +138,7 @@ def deployed(local_cluster, k8s_api_client):
                 wait_for(lambda name=name: ready(custom, core, namespace, name), timeout=300,
                          what=f"llmisvc {name} Ready and serving")
         except AssertionError as exc:
-            pytest.skip(f"the local cluster did not make the llmisvcs Ready: {exc}")
+            pytest.fail(f"the local cluster did not make the llmisvcs Ready: {exc}")
         yield namespace
     finally:
         core.delete_namespace(namespace)
@@ -205,8 +206,19 @@ def test_all_checks_pass_and_reports_are_written(verified, deployed):
     assert bench["requests_per_second"] > 0 and bench["ttft_p95_ms"] > 0
     markdown = Path(report["report_markdown"]).read_text()
     assert "# Verification of" in markdown and "**PASSED**" in markdown
-    assert "█" in markdown  # the throughput/latency chart
     assert "Prefix-cache hit rate" in markdown
+    # The charts are SVG files beside the Markdown, linked by relative paths, plotting the report's numbers.
+    base = Path(report["report_markdown"]).name[:-len(".md")]
+    charts = {Path(path).name: Path(path) for path in report["report_charts"]}
+    assert set(charts) == {f"{base}-{name}.svg" for name in ("throughput", "latency", "replicas", "hit-rates")}
+    for file_name, path in charts.items():
+        assert f"]({file_name})" in markdown and path.parent == Path(report["report_markdown"]).parent
+    assert "█" not in markdown  # the text charts are only the fallback without pygal
+    throughput = read_chart(str(charts[f"{base}-throughput.svg"]))["series"]["req/s"]
+    assert throughput == {f"c={s['concurrency']}": f"{s['requests_per_s']:.2f}" for s in bench["steps"]}
+    replicas = read_chart(str(charts[f"{base}-replicas.svg"]))["series"]["request share"]
+    assert replicas == {url.split("://")[1]: f"{rep['request_share'] * 100:.1f}"
+                        for url, rep in report["cache"]["replicas"].items() if rep["request_share"]}
 
 
 def test_shared_prefix_cache_hit_rate_is_higher_with_the_scheduler(verified):
