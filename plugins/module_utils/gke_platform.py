@@ -175,6 +175,10 @@ def _admits_httproute(listener):
     return listener.get("protocol") in ("HTTP", "HTTPS")
 
 
+def _route_source(listener):
+    return ((listener.get("allowedRoutes") or {}).get("namespaces") or {}).get("from") or "Same"
+
+
 def listener_admits(listener, gateway_namespace, route_namespace, namespace_labels):
     namespaces = (listener.get("allowedRoutes") or {}).get("namespaces") or {}
     source = namespaces.get("from") or "Same"
@@ -196,9 +200,8 @@ def allowed_routes_problem(gateway, route_namespace, namespace_labels):
     listeners = (gateway.get("spec") or {}).get("listeners") or []
     if any(listener_admits(lst, gw_ns, route_namespace, namespace_labels) for lst in listeners):
         return None
-    described = ", ".join("{} (from {})".format(lst.get("name"), ((lst.get("allowedRoutes") or {}).get("namespaces")
-                                                                   or {}).get("from") or "Same")
-                          for lst in listeners) or "no listeners"
+    described = ", ".join("{} (from {})".format(lst.get("name"), _route_source(lst)) for lst in listeners) \
+        or "no listeners"
     return (f"Gateway {gw_ns}/{gw_name} does not admit HTTPRoutes from namespace {route_namespace} "
             f"(listeners: {described}): set the listener's allowedRoutes.namespaces.from to All, or to Selector "
             f"with a selector matching namespace {route_namespace} (e.g. kubernetes.io/metadata.name: "
