@@ -51,7 +51,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, ".cache", "collections"))
 sys.path.insert(0, ROOT)
 
-from ansible_collections.llm_serving.gke.plugins.module_utils import inference_load  # noqa: E402
+from ansible_collections.llm_serving.gke.plugins.module_utils import inference_load, inference_workload  # noqa: E402
 
 MODEL = "bench-model"
 PROMPT = "Explain quantum computing in one sentence:"  # the seed's benchmark prompt
@@ -203,7 +203,7 @@ def seed_method(base_url, count, concurrency):
 
 
 def collection_method(base_url, count, concurrency):
-    config = inference_load.build_config(
+    config = inference_workload.build_config(
         base_url=base_url, model=MODEL, concurrency=[concurrency], warmup_seconds=0, duration_seconds=0,
         max_requests_per_step=count, max_tokens=MAX_TOKENS, temperature=0.7)
     started = time.perf_counter()

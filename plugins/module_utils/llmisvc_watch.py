@@ -22,6 +22,9 @@ import threading
 import time
 
 from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc as lm
+from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc_progress as lmp
+from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc_rules_resource as rules_resource
+from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc_status as lms
 
 try:
     import urllib3
@@ -69,8 +72,8 @@ def error_text(exc):
         body = getattr(exc, "body", "") or ""
         with contextlib.suppress(ValueError, AttributeError):
             body = json.loads(body).get("message", body)
-        return "{} {}: {}".format(exc.status, getattr(exc, "reason", ""), lm.one_line(body)[:300])
-    return lm.one_line(f"{type(exc).__name__}: {exc}")[:300]
+        return "{} {}: {}".format(exc.status, getattr(exc, "reason", ""), lms.one_line(body)[:300])
+    return lms.one_line(f"{type(exc).__name__}: {exc}")[:300]
 
 
 class ApiSession:
@@ -185,10 +188,10 @@ class ResourceWatcher(threading.Thread):
         body = self.api.get(self.path, self.query)
         self.lists += 1
         self.missing = False
-        self._replace({lm.meta(o, "name"): o for o in body.get("items") or []})
+        self._replace({lms.meta(o, "name"): o for o in body.get("items") or []})
         self.error = None
         self.synced.set()
-        return lm.meta(body, "resourceVersion")
+        return lms.meta(body, "resourceVersion")
 
     def _replace(self, objects):
         with self.lock:
@@ -220,7 +223,7 @@ class ResourceWatcher(threading.Thread):
             if obj.get("code") == 410:
                 raise Gone()
             raise ApiException(status=obj.get("code"), reason=obj.get("reason") or obj.get("message"))
-        name = lm.meta(obj, "name")
+        name = lms.meta(obj, "name")
         if etype in ("ADDED", "MODIFIED"):
             with self.lock:
                 self.objects[name] = obj
@@ -229,7 +232,7 @@ class ResourceWatcher(threading.Thread):
             with self.lock:
                 self.objects.pop(name, None)
             self.changed.set()
-        return lm.meta(obj, "resourceVersion") or version
+        return lms.meta(obj, "resourceVersion") or version
 
 
 def discover_version(api, deadline, clock=time.monotonic):
@@ -237,12 +240,12 @@ def discover_version(api, deadline, clock=time.monotonic):
     backoff = Backoff(0.5, 5.0)
     while True:
         try:
-            group = api.get_or_none(f"/apis/{lm.GROUP}")
-            version = lm.pick_served_version(group)
+            group = api.get_or_none(f"/apis/{lms.GROUP}")
+            version = lms.pick_served_version(group)
             if version is None:
                 raise WaitError(
                     "the LLMInferenceService CRD ({} {}) is not served by the API server; install KServe's llmisvc "
-                    "CRDs".format(lm.GROUP, "/".join(lm.SUPPORTED_VERSIONS))
+                    "CRDs".format(lms.GROUP, "/".join(lms.SUPPORTED_VERSIONS))
                 )
             return version
         except transport_errors():
@@ -319,10 +322,10 @@ class LlmisvcWaiter:
 
     def _start_watchers(self):
         ns = self.namespace
-        selector = lm.child_selector(self.name)
+        selector = lms.child_selector(self.name)
         specs = {
             "llmisvc": (
-                f"/apis/{lm.GROUP}/{self.version}/namespaces/{ns}/{lm.PLURAL}",
+                f"/apis/{lms.GROUP}/{self.version}/namespaces/{ns}/{lms.PLURAL}",
                 {"fieldSelector": f"metadata.name={self.name}"},
             ),
             "deployments": (f"/apis/apps/v1/namespaces/{ns}/deployments", {"labelSelector": selector}),
@@ -342,7 +345,7 @@ class LlmisvcWaiter:
         watcher = self.watchers["llmisvc"]
         while not watcher.synced.wait(0.2):
             if watcher.error and watcher.error.startswith(("401", "403")):
-                raise WaitError(f"cannot read {lm.KIND} {self.namespace}/{self.name}: {watcher.error}")
+                raise WaitError(f"cannot read {lms.KIND} {self.namespace}/{self.name}: {watcher.error}")
             if self.clock() >= deadline:
                 return False
         for kind in ("deployments", "pods", "events"):
@@ -365,13 +368,13 @@ class LlmisvcWaiter:
         since = self.clock() - self.router_read_at
         if force or since >= self.resync_period:
             return True
-        return since >= ROUTER_REFRESH_MIN and lm.meta(llmisvc, "resourceVersion") != self.router_read_version
+        return since >= ROUTER_REFRESH_MIN and lms.meta(llmisvc, "resourceVersion") != self.router_read_version
 
     def _read_router(self, llmisvc):
         """HTTPRoutes, InferencePools (v1 and v1alpha2), their Gateways and the Gateways' events."""
         self.router_read_at = self.clock()
-        self.router_read_version = lm.meta(llmisvc, "resourceVersion")
-        ns, selector = self.namespace, {"labelSelector": lm.child_selector(self.name)}
+        self.router_read_version = lms.meta(llmisvc, "resourceVersion")
+        ns, selector = self.namespace, {"labelSelector": lms.child_selector(self.name)}
         errors = {}
         routes = self._list_or_empty(
             f"/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes", selector, errors, "httproutes"
@@ -412,7 +415,7 @@ class LlmisvcWaiter:
             for ref in (route.get("spec") or {}).get("parentRefs") or []:
                 if ref.get("kind", "Gateway") == "Gateway":
                     refs.append(
-                        (ref.get("namespace") or lm.meta(route, "namespace") or self.namespace, ref.get("name"))
+                        (ref.get("namespace") or lms.meta(route, "namespace") or self.namespace, ref.get("name"))
                     )
         for gw in (((llmisvc.get("status") or {}).get("router") or {}).get("gateways")) or []:
             refs.append((gw.get("namespace") or self.namespace, gw.get("name")))
@@ -433,7 +436,7 @@ class LlmisvcWaiter:
 
     def _read_logs(self, pods):
         """Last lines of crashed containers, once per restart; errors are kept (no kubelet behind the API)."""
-        for pod, container, restarts, _is_init in lm.crashing_containers(pods):
+        for pod, container, restarts, _is_init in lmp.crashing_containers(pods):
             key = (pod, container)
             if self.logs.get(key, {}).get("restarts") == restarts:
                 continue
@@ -455,7 +458,7 @@ class LlmisvcWaiter:
         self._read_logs(pods)
         errors = {k: w.error for k, w in self.watchers.items() if w.error}
         errors.update(self.router_errors)
-        return lm.Snapshot(
+        return lms.Snapshot(
             self.name,
             self.namespace,
             llmisvc=llmisvc,
@@ -472,7 +475,7 @@ class LlmisvcWaiter:
     def _record_timeline(self, llmisvc, elapsed):
         previous = self._last_llmisvc
         if llmisvc is None or (
-            previous is not None and lm.meta(previous, "resourceVersion") == lm.meta(llmisvc, "resourceVersion")
+            previous is not None and lms.meta(previous, "resourceVersion") == lms.meta(llmisvc, "resourceVersion")
         ):
             return
         before = (previous or {}).get("status", {}).get("observedGeneration") if previous else None
@@ -484,11 +487,11 @@ class LlmisvcWaiter:
                     "elapsed": round(elapsed, 3),
                     "type": "ObservedGeneration",
                     "status": str(after),
-                    "reason": "generation {}".format(lm.meta(llmisvc, "generation")),
+                    "reason": "generation {}".format(lms.meta(llmisvc, "generation")),
                     "message": "",
                 }
             )
-        for row in lm.condition_transitions(previous, llmisvc):
+        for row in lms.condition_transitions(previous, llmisvc):
             observed_at = row["last_transition_time"] if previous is None else self._now_iso()
             self.timeline.append(
                 {
@@ -531,7 +534,7 @@ class LlmisvcWaiter:
             self._record_timeline(snap.llmisvc, now - start)
             assessment = self._assess(snap)
             ages = self._ages(assessment.findings, now)
-            signature = lm.progress_signature(snap)
+            signature = lmp.progress_signature(snap)
             if signature != last_signature:
                 last_signature, last_progress = signature, now
             outcome, stalled = self._decide(assessment, ages, now, deadline, last_progress, wait)
@@ -554,7 +557,7 @@ class LlmisvcWaiter:
 
     def _report_progress(self, snap, assessment, elapsed, final=False):
         """Record where the deployment is (and write it to progress_file) on a change, or every progress_interval."""
-        summary = lm.progress_summary(snap, assessment, elapsed)
+        summary = lmp.progress_summary(snap, assessment, elapsed)
         key = summary["line"].split(": ", 1)[-1]  # the line without the elapsed time
         due = self._progress_written_at is None or elapsed - self._progress_written_at >= self.progress_interval
         if not (final or due or key != self._progress_line):
@@ -590,21 +593,21 @@ class LlmisvcWaiter:
         result = {
             "ready": outcome == "ready",
             "outcome": outcome,
-            "api_version": f"{lm.GROUP}/{self.version}",
+            "api_version": f"{lms.GROUP}/{self.version}",
             "url": status.get("url") or "",
             "addresses": status.get("addresses") or [],
-            "conditions": lm.condition_table(llmisvc),
-            "workloads": [lm.workload_summary(d) for d in snap.deployments],
-            "generation": lm.meta(llmisvc, "generation"),
+            "conditions": lms.condition_table(llmisvc),
+            "workloads": [lms.workload_summary(d) for d in snap.deployments],
+            "generation": lms.meta(llmisvc, "generation"),
             "observed_generation": status.get("observedGeneration"),
             "elapsed": round(elapsed, 3),
             "timeline": self.timeline,
             "progress": self.progress,
             "diagnosis": diagnosis,
-            "events": lm.warning_events(snap),
+            "events": rules_resource.warning_events(snap),
         }
         if outcome not in ("ready", "pending"):
-            result["msg"] = lm.failure_message(
+            result["msg"] = lmp.failure_message(
                 self.name, diagnosis, outcome, elapsed, self.progress_deadline if stalled else None
             )
         if snap.errors:

@@ -29,7 +29,8 @@ import random
 import statistics
 import time
 
-from ansible_collections.llm_serving.gke.plugins.module_utils import inference_load
+from ansible_collections.llm_serving.gke.plugins.module_utils import inference_http, inference_metrics
+from ansible_collections.llm_serving.gke.plugins.module_utils import inference_workload
 
 DEFAULTS = {
     "endpoint": "completions",
@@ -60,9 +61,9 @@ def build_config(base_url, model, metrics_urls, **options):
         if not isinstance(config[key], int) or config[key] < 1 or (key == "requests_per_group" and config[key] < 2):
             raise AffinityConfigError(f"{key} must be a whole number >= {2 if key == 'requests_per_group' else 1}, "
                                       f"got {config[key]!r}")
-    if config["shared_prefix_tokens"] <= inference_load.KV_BLOCK_TOKENS:
+    if config["shared_prefix_tokens"] <= inference_workload.KV_BLOCK_TOKENS:
         raise AffinityConfigError(
-            f"shared_prefix_tokens must be longer than one {inference_load.KV_BLOCK_TOKENS}-token KV block, "
+            f"shared_prefix_tokens must be longer than one {inference_workload.KV_BLOCK_TOKENS}-token KV block, "
             f"got {config['shared_prefix_tokens']!r}")
     if config["seed"] is None:  # fresh prefixes every run: no replica has them cached
         config["seed"] = random.SystemRandom().randrange(2 ** 62)
@@ -77,11 +78,11 @@ def workload(config):
     rng = random.Random(f"affinity/{config['seed']}")
     seed = config["seed"]
     prefixes = [f"Context {seed:x}-{group}: "
-                + inference_load._words(random.Random(f"{seed}/{group}"), config["shared_prefix_tokens"]) + "."
+                + inference_workload._words(random.Random(f"{seed}/{group}"), config["shared_prefix_tokens"]) + "."
                 for group in range(config["prefix_groups"])]
     order = [group for group in range(config["prefix_groups"]) for _repeat in range(config["requests_per_group"])]
     rng.shuffle(order)
-    return [(group, f"{prefixes[group]} Question {index}: {inference_load._words(rng, config['prompt_tokens'])}?")
+    return [(group, f"{prefixes[group]} Question {index}: {inference_workload._words(rng, config['prompt_tokens'])}?")
             for index, group in enumerate(order)]
 
 
@@ -102,7 +103,7 @@ async def _attributed(config, before):
     which can be just after the last streamed byte); return (after, serving url or None, its deltas)."""
     deadline = time.monotonic() + config["settle_seconds"]
     while True:
-        after = await inference_load.scrape_replicas(config)
+        after = await inference_metrics.scrape_replicas(config)
         deltas = _counter_deltas(before, after)
         moved = [url for url, d in deltas.items() if d and d["requests"]]
         if len(moved) == 1 and deltas[moved[0]]["requests"] == 1:
@@ -114,16 +115,16 @@ async def _attributed(config, before):
 
 
 async def run_check(config):
-    pool = inference_load.ConnectionPool(config)
+    pool = inference_http.ConnectionPool(config)
     records = []
     clock_zero = time.perf_counter()
     try:
-        before = await inference_load.scrape_replicas(config)
+        before = await inference_metrics.scrape_replicas(config)
         errors = {url: c["error"] for url, c in before.items() if "error" in c}
         if errors:
             return {"records": [], "scrape_errors": errors}
         for index, (group, prompt) in enumerate(workload(config)):
-            record = await inference_load.send_request(pool, config, prompt, index, clock_zero)
+            record = await inference_http.send_request(pool, config, prompt, index, clock_zero)
             after, url, delta = await _attributed(config, before)
             records.append({"group": group, "ok": record["ok"], "error": record["error"], "replica": url,
                             "hit_tokens": delta["prefix_cache_hits"] if delta else None,

@@ -280,7 +280,10 @@ import os  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
+from ansible_collections.llm_serving.gke.plugins.module_utils import inference_http  # noqa: E402
 from ansible_collections.llm_serving.gke.plugins.module_utils import inference_load  # noqa: E402
+from ansible_collections.llm_serving.gke.plugins.module_utils import inference_metrics  # noqa: E402
+from ansible_collections.llm_serving.gke.plugins.module_utils import inference_workload  # noqa: E402
 
 ARGUMENT_SPEC = dict(
     base_url=dict(type="str", required=True),
@@ -330,14 +333,14 @@ def write_result(path, config, result, measured_on):
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    for library, error in (("aiohttp", inference_load.AIOHTTP_IMPORT_ERROR),
-                           ("httptools", inference_load.HTTPTOOLS_IMPORT_ERROR)):
+    for library, error in (("aiohttp", inference_metrics.AIOHTTP_IMPORT_ERROR),
+                           ("httptools", inference_http.HTTPTOOLS_IMPORT_ERROR)):
         if error:
             module.fail_json(msg=missing_required_lib(library), exception=error)
     options = {key: value for key, value in module.params.items() if key not in MODULE_ONLY_OPTIONS}
     try:
-        config = inference_load.build_config(**options)
-    except inference_load.BenchmarkConfigError as exc:
+        config = inference_workload.build_config(**options)
+    except inference_workload.BenchmarkConfigError as exc:
         module.fail_json(msg=str(exc))
     result = inference_load.run(config)
     public_config = {key: value for key, value in config.items() if key != "headers"}

@@ -31,10 +31,23 @@ description:
     dropped connections. Falls back to polling a resource only where the credentials may list but not watch it.
   - Needs get, list and watch on C(llminferenceservices), C(deployments), C(pods) and C(events) in O(namespace);
     get on C(pods/log), and list or get on C(httproutes), C(inferencepools) and C(gateways).
-  - Supports check mode, in which it reports the current state without waiting and without failing.
   - Reads only; never changes anything (C(changed) is always false).
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
+attributes:
+  check_mode:
+    support: full
+    details: Reports the current state and diagnosis once, without waiting and without failing.
+  diff_mode:
+    support: none
+    details: It changes nothing, so there is no difference to show.
+  platform:
+    platforms: all
+  action_group:
+    support: full
+    membership: [llm_serving.gke.k8s]
 options:
   name:
     description: Name of the LLMInferenceService.
@@ -274,7 +287,7 @@ read_errors:
 import copy  # noqa: E402 - imports follow the documentation blocks in Ansible modules
 import time  # noqa: E402
 
-from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc as lm  # noqa: E402
+from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc_status as lms  # noqa: E402
 from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc_watch as lw  # noqa: E402
 
 try:
@@ -319,7 +332,7 @@ def validate_params(params):
             errors.append(f"{option} must be a positive number of seconds, got {params[option]}")
     if params.get("api_version"):
         try:
-            lm.parse_api_version(params["api_version"])
+            lms.parse_api_version(params["api_version"])
         except ValueError as exc:
             errors.append(str(exc))
     for option in ("name", "namespace"):
@@ -354,7 +367,7 @@ def run(module):
     client = connect(module, min(deadline, time.monotonic() + CONNECT_RETRY_SECONDS))
     api = lw.ApiSession(client.client)
     if params.get("api_version"):
-        version = lm.parse_api_version(params["api_version"])
+        version = lms.parse_api_version(params["api_version"])
     else:
         version = lw.discover_version(api, deadline)
     waiter = lw.LlmisvcWaiter(

@@ -185,7 +185,7 @@ seed:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
-from ansible_collections.llm_serving.gke.plugins.module_utils import inference_load, prefix_affinity  # noqa: E402
+from ansible_collections.llm_serving.gke.plugins.module_utils import inference_http, inference_metrics, prefix_affinity  # noqa: E402
 
 ARGUMENT_SPEC = dict(
     base_url=dict(type="str", required=True),
@@ -208,8 +208,8 @@ ARGUMENT_SPEC = dict(
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    for library, error in (("aiohttp", inference_load.AIOHTTP_IMPORT_ERROR),
-                           ("httptools", inference_load.HTTPTOOLS_IMPORT_ERROR)):
+    for library, error in (("aiohttp", inference_metrics.AIOHTTP_IMPORT_ERROR),
+                           ("httptools", inference_http.HTTPTOOLS_IMPORT_ERROR)):
         if error:
             module.fail_json(msg=missing_required_lib(library), exception=error)
     options = {key: value for key, value in module.params.items() if key != "measured_on"}

@@ -7,6 +7,9 @@ import pytest
 from aiohttp import web
 
 from ansible_collections.llm_serving.gke.plugins.module_utils import inference_load as load
+from ansible_collections.llm_serving.gke.plugins.module_utils import inference_metrics as metrics
+from ansible_collections.llm_serving.gke.plugins.module_utils import inference_stats as stats
+from ansible_collections.llm_serving.gke.plugins.module_utils import inference_workload as workload
 
 
 class StubServer:
@@ -126,7 +129,7 @@ def config(url, **overrides):
     options = {"base_url": url, "model": "m", "warmup_seconds": 0, "duration_seconds": 0,
                "max_requests_per_step": 20}
     options.update(overrides)
-    return load.build_config(**options)
+    return workload.build_config(**options)
 
 
 def test_concurrency_steps_stream_and_measure_ttft_and_itl(server, stub):
@@ -202,13 +205,13 @@ def test_unreachable_metrics_endpoint_is_reported_not_fatal(server):
 
 def test_prompt_sources():
     cfg = config("http://x", workload="shared_prefix", shared_prefix_tokens=40, prefix_groups=2)
-    prompts = load.PromptSource(cfg)
+    prompts = workload.PromptSource(cfg)
     generated = [prompts.next_prompt() for _unused in range(40)]
     prefixes = {prompt.split(" Question")[0] for prompt in generated}
     assert len(prefixes) == 2
-    assert all(len(prefix.split()) > load.KV_BLOCK_TOKENS for prefix in prefixes)
+    assert all(len(prefix.split()) > workload.KV_BLOCK_TOKENS for prefix in prefixes)
     assert len(set(generated)) == 40  # the question after the prefix is unique
-    distinct = load.PromptSource(config("http://x"))
+    distinct = workload.PromptSource(config("http://x"))
     a, b = distinct.next_prompt(), distinct.next_prompt()
     assert a.split()[:2] != b.split()[:2]
 
@@ -224,21 +227,21 @@ def test_prompt_sources():
     ({"warmup_seconds": -1}, "warmup_seconds must be a non-negative number"),
 ])
 def test_bad_settings_name_the_option(overrides, message):
-    with pytest.raises(load.BenchmarkConfigError, match=message):
+    with pytest.raises(workload.BenchmarkConfigError, match=message):
         config("http://127.0.0.1:1", **overrides)
 
 
 def test_percentile_interpolates_like_numpy():
     values = [1.0, 2.0, 3.0, 4.0, 5.0]
-    assert load.percentile(values, 50) == 3.0
-    assert load.percentile(values, 90) == pytest.approx(4.6)
-    assert load.percentile(values, 99) == pytest.approx(4.96)
-    assert load.percentile([7.0], 95) == 7.0
-    assert load.percentile([], 50) is None
+    assert stats.percentile(values, 50) == 3.0
+    assert stats.percentile(values, 90) == pytest.approx(4.6)
+    assert stats.percentile(values, 99) == pytest.approx(4.96)
+    assert stats.percentile([7.0], 95) == 7.0
+    assert stats.percentile([], 50) is None
 
 
 def test_distribution_in_milliseconds():
-    dist = load.distribution_ms([0.1, 0.2, None, 0.3])
+    dist = stats.distribution_ms([0.1, 0.2, None, 0.3])
     assert dist["count"] == 3
     assert dist["p50"] == pytest.approx(200.0) and dist["mean"] == pytest.approx(200.0)
     assert dist["min"] == pytest.approx(100.0) and dist["max"] == pytest.approx(300.0)
@@ -253,7 +256,7 @@ def test_summary_of_records_uses_successes_for_throughput():
         {"ok": False, "start_s": 0.5, "e2e_s": 0.1, "ttft_s": None, "itl_s": [], "output_tokens": 0,
          "error": "timeout", "error_detail": None},
     ]
-    step = load.summarize_step(records, {"concurrency": 2}, window_start=0.0)
+    step = stats.summarize_step(records, {"concurrency": 2}, window_start=0.0)
     assert step["duration_s"] == pytest.approx(2.0)
     assert step["requests_per_s"] == pytest.approx(1.0)
     assert step["output_tokens_per_s"] == pytest.approx(3.0)
@@ -271,12 +274,12 @@ def test_prometheus_parsing_and_cache_deltas():
         'vllm:request_success_total{finished_reason="stop"} 3\n'
         "garbage line\n"
     )
-    counters = load.replica_counters(load.parse_prometheus(text))
+    counters = metrics.replica_counters(metrics.parse_prometheus(text))
     assert counters == {"prefix_cache_hits": 15.0, "prefix_cache_queries": 100.0, "requests": 3.0}
     before = {"a": counters, "b": {"prefix_cache_hits": 0.0, "prefix_cache_queries": 0.0, "requests": 0.0}}
     after = {"a": {"prefix_cache_hits": 45.0, "prefix_cache_queries": 200.0, "requests": 9.0},
              "b": {"prefix_cache_hits": 10.0, "prefix_cache_queries": 100.0, "requests": 2.0}}
-    report = load.cache_report(before, after)
+    report = metrics.cache_report(before, after)
     assert report["hit_rate"] == pytest.approx(40.0 / 200.0)
     assert report["replicas"]["a"]["hit_rate"] == pytest.approx(0.3)
     assert report["replicas"]["a"]["request_share"] == pytest.approx(0.75)

@@ -3,7 +3,7 @@ import asyncio
 
 import pytest
 
-from ansible_collections.llm_serving.gke.plugins.module_utils import inference_load as load
+from ansible_collections.llm_serving.gke.plugins.module_utils import inference_metrics as metrics
 from localcluster import tokens, vllm_flags, vllm_sim
 
 SHARED = " ".join(f"policy{i}" for i in range(64))
@@ -31,22 +31,22 @@ def _exposition(version, accelerator, argv, prompts):
 
 def test_v0_t4_replica_hit_rate_comes_from_the_v0_gauge():
     argv = ["--dtype=half", "--enable-prefix-caching", "--show-hidden-metrics-for-version=0.7"]
-    before = {"r": load.replica_counters(load.parse_prometheus(
+    before = {"r": metrics.replica_counters(metrics.parse_prometheus(
         _exposition("0.8.4", "nvidia-tesla-t4", argv, [])))}
-    after = {"r": load.replica_counters(load.parse_prometheus(
+    after = {"r": metrics.replica_counters(metrics.parse_prometheus(
         _exposition("0.8.4", "nvidia-tesla-t4", argv, [SHARED + " one", SHARED + " two"])))}
     assert after["r"]["prefix_cache_queries"] is None  # V0 has no token counters
-    report = load.cache_report(before, after)
+    report = metrics.cache_report(before, after)
     assert report["hit_rate"] == pytest.approx(after["r"]["prefix_cache_hit_rate"])
     assert 0 < report["hit_rate"] < 1
     assert report["hit_rate_metric"].startswith("vllm:gpu_prefix_cache_hit_rate")
 
 
 def test_v1_replica_hit_rate_still_comes_from_counter_deltas():
-    before = {"r": load.replica_counters(load.parse_prometheus(_exposition("0.10.1.1", "tpu-v6e-slice", [], [])))}
-    after = {"r": load.replica_counters(load.parse_prometheus(
+    before = {"r": metrics.replica_counters(metrics.parse_prometheus(_exposition("0.10.1.1", "tpu-v6e-slice", [], [])))}
+    after = {"r": metrics.replica_counters(metrics.parse_prometheus(
         _exposition("0.10.1.1", "tpu-v6e-slice", [], [SHARED + " one", SHARED + " two"])))}
-    report = load.cache_report(before, after)
+    report = metrics.cache_report(before, after)
     assert "prefix_cache_hit_rate" not in after["r"]
     assert report["hit_rate"] == pytest.approx(after["r"]["prefix_cache_hits"] / after["r"]["prefix_cache_queries"])
     assert report["hit_rate_metric"].startswith("vllm:prefix_cache_hits_total")
@@ -54,6 +54,6 @@ def test_v1_replica_hit_rate_still_comes_from_counter_deltas():
 
 def test_metric_names_come_from_the_version_table():
     from ansible_collections.llm_serving.gke.plugins.module_utils import vllm_versions
-    assert vllm_versions.METRIC_ROLES["prefix_cache_hit_rate"] == load.PREFIX_HIT_RATE_METRICS
+    assert vllm_versions.METRIC_ROLES["prefix_cache_hit_rate"] == metrics.PREFIX_HIT_RATE_METRICS
     assert vllm_versions.metric_names("0.8.4", "nvidia-tesla-t4")["prefix_cache_hit_rate"] is None  # hidden
     assert vllm_versions.metric_names("0.12.0", "nvidia-tesla-t4")["kv_cache_usage"] == "vllm:kv_cache_usage_perc"

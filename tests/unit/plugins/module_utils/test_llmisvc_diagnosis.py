@@ -7,6 +7,8 @@ import pytest
 import yaml
 
 from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc as lm
+from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc_progress as lmp
+from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc_status as lms
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "llmisvc")
 NAMESPACE = "llm-d-inference-scheduling"
@@ -19,9 +21,9 @@ def load(path):
 
 def snapshot_of(case):
     llmisvc = case.get("llmisvc")
-    name = case.get("name") or lm.meta(llmisvc, "name")
+    name = case.get("name") or lms.meta(llmisvc, "name")
     logs = {(e["pod"], e["container"]): {"text": e.get("text"), "error": e.get("error")} for e in case.get("logs", [])}
-    return lm.Snapshot(
+    return lms.Snapshot(
         name, NAMESPACE, llmisvc=llmisvc, deployments=case.get("deployments"), pods=case.get("pods"),
         events=case.get("events"), routes=case.get("routes"), pools=case.get("pools"), gateways=case.get("gateways"),
         logs=logs,
@@ -71,7 +73,7 @@ def test_grace_findings_turn_permanent(path):
 def test_image_pull_one_line_message_names_diagnosis():
     case = load(os.path.join(FIXTURES, "image_pull_backoff.yaml"))
     primary = lm.assess(snapshot_of(case)).primary({})
-    line = lm.failure_message("qwen2-3b-pattern3-gpu", primary.as_dict(), "failed", 42.0)
+    line = lmp.failure_message("qwen2-3b-pattern3-gpu", primary.as_dict(), "failed", 42.0)
     assert line.startswith(" ".join(case["expect"]["oneline"].split()))
     assert line.endswith("(hint: check the image name and the pull secret redhat-pull-secret)")
     assert "\n" not in line
@@ -105,7 +107,7 @@ def test_presets_combined_false_blocks_even_with_ready_true():
     assessment = lm.assess(snapshot_of(case))
     assert not assessment.ready
     assert assessment.primary({}).reason == "CombineBaseError"
-    assert assessment.primary({}).kind == lm.PERMANENT
+    assert assessment.primary({}).kind == lms.PERMANENT
 
 
 def test_permanent_finding_wins_over_earlier_transient_one():

@@ -11,6 +11,7 @@ import yaml
 from test_llmisvc_diagnosis import snapshot_of
 
 from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc as lm
+from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc_hints as lmh
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "llmisvc")
 ROLES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "roles")
@@ -28,7 +29,7 @@ def all_hints():
         with open(os.path.join(FIXTURES, name)) as handle:
             case = yaml.safe_load(handle)
         findings += lm.assess(snapshot_of(case), **case.get("options", {})).findings
-    return [f.hint for f in findings] + [lm.ROUTE_TIMEOUTS_HINT, lm.GATEWAY_NOT_FOUND_HINT]
+    return [f.hint for f in findings] + [lmh.ROUTE_TIMEOUTS_HINT, lmh.GATEWAY_NOT_FOUND_HINT]
 
 
 def test_route_timeouts_hint_says_the_controller_reconciles_by_itself():

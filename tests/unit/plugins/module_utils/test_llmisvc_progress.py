@@ -10,6 +10,8 @@ from test_llmisvc_diagnosis import NAMESPACE, snapshot_of
 from test_llmisvc_watch import make_waiter, ready_llmisvc, waiter_api
 
 from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc as lm
+from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc_progress as lmp
+from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc_status as lms
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "llmisvc")
 TPU = {"limits": {"google.com/tpu": "4"}}
@@ -48,12 +50,12 @@ def three_tpu_replicas():
                    {"type": "Ready", "status": "False", "reason": "MinimumReplicasUnavailable"}]}}
     deployments = [{"metadata": {"name": "tpu-kserve"}, "spec": {"replicas": 3},
                     "status": {"readyReplicas": 1, "replicas": 3}}]
-    return lm.Snapshot("tpu", NAMESPACE, llmisvc=llmisvc, deployments=deployments, pods=pods, events=events)
+    return lms.Snapshot("tpu", NAMESPACE, llmisvc=llmisvc, deployments=deployments, pods=pods, events=events)
 
 
 def test_summary_counts_nodes_of_needed_and_pods_by_stage():
     snap = three_tpu_replicas()
-    summary = lm.progress_summary(snap, lm.assess(snap), elapsed=312.4)
+    summary = lmp.progress_summary(snap, lm.assess(snap), elapsed=312.4)
     assert summary["nodes"] == {"ready": 2, "needed": 3, "being_added": 1}
     assert {k: v for k, v in summary["pods"].items() if v} == {"ready": 1, "starting": 1, "scaling-up": 1}
     assert summary["workloads"] == [{"name": "tpu-kserve", "ready_replicas": 1, "replicas": 3}]
@@ -65,23 +67,23 @@ def test_summary_counts_nodes_of_needed_and_pods_by_stage():
 
 
 def test_stages_of_pulling_and_downloading_pods():
-    snap = lm.Snapshot("tpu", NAMESPACE, llmisvc={"metadata": {"name": "tpu"}}, pods=[
+    snap = lms.Snapshot("tpu", NAMESPACE, llmisvc={"metadata": {"name": "tpu"}}, pods=[
         pod("p", node="n1", state={"waiting": {"reason": "ContainerCreating"}}),
         pod("d", node="n2", init={"running": {}}, state={"waiting": {"reason": "PodInitializing"}}),
         pod("x", node="n3", state={"waiting": {"reason": "ImagePullBackOff"}}),
     ])
-    assert [lm.pod_stage(snap, p) for p in snap.pods] == ["pulling", "initializing", "failing"]
+    assert [lmp.pod_stage(snap, p) for p in snap.pods] == ["pulling", "initializing", "failing"]
 
 
 def test_summary_of_recorded_fixtures():
     case = load("gpu_scale_up")
     snap = snapshot_of(case)
-    summary = lm.progress_summary(snap, lm.assess(snap))
+    summary = lmp.progress_summary(snap, lm.assess(snap))
     assert summary["pods"]["scaling-up"] == 1 and summary["nodes"]["being_added"] == 1
     assert summary["nodes"]["needed"] is None  # no accelerator request recorded in this fixture
     case = load("progress_deadline_slow_start")
     snap = snapshot_of(case)
-    summary = lm.progress_summary(snap, lm.assess(snap, **case["options"]))
+    summary = lmp.progress_summary(snap, lm.assess(snap, **case["options"]))
     assert summary["pods"]["starting"] == 1
     assert "Starting" in summary["line"] and "\n" not in summary["line"]
 

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from ansible_collections.llm_serving.gke.plugins.module_utils import inference_load
+from ansible_collections.llm_serving.gke.plugins.module_utils import inference_http, inference_metrics
 from ansible_collections.llm_serving.gke.plugins.module_utils import prefix_affinity as pa
 
 REPLICAS = ["http://10.0.0.1:8000", "http://10.0.0.2:8000", "http://10.0.0.3:8000"]
@@ -117,9 +117,9 @@ def test_run_check_attributes_each_request_from_the_replica_counters(monkeypatch
         def close(self):
             pass
 
-    monkeypatch.setattr(inference_load, "send_request", send_request)
-    monkeypatch.setattr(inference_load, "scrape_replicas", scrape_replicas)
-    monkeypatch.setattr(inference_load, "ConnectionPool", Pool)
+    monkeypatch.setattr(inference_http, "send_request", send_request)
+    monkeypatch.setattr(inference_metrics, "scrape_replicas", scrape_replicas)
+    monkeypatch.setattr(inference_http, "ConnectionPool", Pool)
     result = pa.run(config(prefix_groups=24, requests_per_group=4))
     summary = result["summary"]
     assert summary["requests"] == summary["replica_request_sum"] == 96 and summary["unattributed_requests"] == 0
