@@ -15,6 +15,8 @@ import jsonschema
 import pytest
 import yaml
 
+from localcluster import cel
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 CRDS = os.path.join(SHARED, "crds", "kserve", "v0.20.0", "crd-full")
@@ -158,12 +160,14 @@ def test_llmisvc_validates_against_kserve_crd_schema(rendered, case_id):
     version = manifest["apiVersion"].split("/")[1]
     assert version == case_id.rsplit("-", 1)[1]
     _crd_schema("llminferenceservices", version).validate(manifest)
+    assert cel.validate(manifest) == []  # the CRD's CEL rules too, as GKE's API server evaluates them
 
 
 @pytest.mark.parametrize("case_id", RENDERED_IDS)
 def test_route_preset_validates_and_is_upstream_without_timeouts(rendered, case_id):
     preset = rendered[case_id]["manifests"]["route_preset"]
     _crd_schema("llminferenceserviceconfigs", preset["apiVersion"].split("/")[1]).validate(preset)
+    assert cel.validate(preset) == []
     with open(PRESET) as fh:
         upstream = yaml.safe_load(fh)["spec"]["router"]["route"]["http"]["spec"]
     for rule in upstream["rules"]:
