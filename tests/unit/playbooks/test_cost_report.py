@@ -127,3 +127,16 @@ def test_the_report_shows_cost_per_pattern_and_book_as_svg_charts_of_its_own_num
             plotted = per_million["series"][book].get(pattern)
             assert (number(plotted) if plotted else None) == (number(per_1m.group(1)) if per_1m else None)
     assert per_million["series"]["gcp-on-demand-europe-west4"]["p3-gpu"] == "59.68"
+
+
+@pytest.mark.parametrize("pattern", ["p1-tpu", "p3-tpu", "p3-gpu"])
+def test_the_pattern_pages_show_the_reports_like_with_like_figures(report, pattern):
+    page = (ROOT / "docs" / "patterns" / f"{pattern}.md").read_text()
+    cost = page.split("## Cost")[1].split("\n## ")[0]
+    assert "| Price book | Nodes $/day | Fixed $/day | Total $/day | $/month | x seed (nodes) |" in cost
+    books = ["seed-2026-02", "gcp-on-demand-europe-west4", "gcp-spot-europe-west4", "gcp-on-demand-us-central1",
+             "gcp-spot-us-central1"]
+    for book in books:
+        figures = row(report, pattern, book).split(" | ")[2:7]  # nodes, fixed, total, month, x seed
+        line = next(line for line in cost.splitlines() if line.startswith(f"| {book}"))
+        assert line.split(" | ")[1:] == figures[:4] + [figures[4] + " |"], (book, line)
