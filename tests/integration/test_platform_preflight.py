@@ -41,8 +41,8 @@ class Gke:
     def set_http_lb(self, disabled, deadline=120):
         stop = time.monotonic() + deadline
         while time.monotonic() < stop:
-            status, _ = self.call("POST", f"{self.cluster}:setAddons",
-                                  {"addonsConfig": {"httpLoadBalancing": {"disabled": disabled}}})
+            status = self.call("POST", f"{self.cluster}:setAddons",
+                               {"addonsConfig": {"httpLoadBalancing": {"disabled": disabled}}})[0]
             if status == 200:
                 break
             time.sleep(2)  # 400 FAILED_PRECONDITION while another operation runs on the cluster

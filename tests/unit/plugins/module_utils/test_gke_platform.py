@@ -173,8 +173,8 @@ def test_open_data_hub_kserve_is_detected_and_refused():
 
 @pytest.mark.parametrize("controller, expected", [
     (None, "Deployment kserve/llmisvc-controller-manager does not exist: install upstream KServe v0.20"),
-    (deployment("kserve/llmisvc-controller:v0.19.1"), "KServe 0.19.1 (kserve/llmisvc-controller-manager, image "
-                                                       "kserve/llmisvc-controller:v0.19.1) is older than 0.20.0"),
+    (deployment("kserve/llmisvc-controller:v0.19.1"),
+     "KServe 0.19.1 (kserve/llmisvc-controller-manager, image kserve/llmisvc-controller:v0.19.1) is older than 0.20.0"),
     (deployment("kserve/llmisvc-controller:v0.20.0", available=False), "is not Available"),
 ])
 def test_kserve_controller_problems(controller, expected):

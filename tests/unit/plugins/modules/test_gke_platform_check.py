@@ -108,12 +108,10 @@ def test_healthy_platform_passes_and_states_exposure(api, tmp_path, capsys, monk
 
 def test_http_lb_disabled_and_missing_proxy_subnet_are_reported_together(api, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(gke_platform_check, "Kube", FakeKube)
-    status, _ = api.transport("POST", f"http://sim{CLUSTER}:setAddons",
-                              {"addonsConfig": {"httpLoadBalancing": {"disabled": True}}})
-    assert status == 200
-    status, _ = api.transport("DELETE", f"http://sim{REGION}/subnetworks/proxy-only-subnet", None)
-    assert status == 200
-    for _ in range(300):
+    assert api.transport("POST", f"http://sim{CLUSTER}:setAddons",
+                         {"addonsConfig": {"httpLoadBalancing": {"disabled": True}}})[0] == 200
+    assert api.transport("DELETE", f"http://sim{REGION}/subnetworks/proxy-only-subnet", None)[0] == 200
+    for _attempt in range(300):
         cluster = api.transport("GET", f"http://sim{CLUSTER}", None)[1]
         subnets = api.transport("GET", f"http://sim{REGION}/subnetworks", None)[1]["items"]
         if cluster["status"] == "RUNNING" and len(subnets) == 1:
@@ -130,7 +128,7 @@ def test_proxy_subnet_module_is_idempotent_and_honours_check_mode(api, capsys):
     args = {"region": "europe-west4-a", "compute_endpoint": "http://sim"}
     assert run(capsys, gke_proxy_subnet, args)["changed"] is False  # the existing one is accepted
     api.transport("DELETE", f"http://sim{REGION}/subnetworks/proxy-only-subnet", None)
-    for _ in range(300):
+    for _attempt in range(300):
         if api.transport("GET", f"http://sim{REGION}/subnetworks/proxy-only-subnet", None)[0] == 404:
             break
         time.sleep(0.01)
