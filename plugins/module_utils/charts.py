@@ -154,7 +154,7 @@ def render(spec, chart_id):
     fmt = spec.get("format", "{}")
     options = dict(js=[], print_values=True, width=WIDTH, height=HEIGHT, truncate_label=-1, truncate_legend=-1,
                    legend_at_bottom=True, title=spec["title"], x_title=spec.get("x_title"),
-                   y_title=spec.get("y_title"), value_formatter=lambda v: fmt.format(v),
+                   y_title=spec.get("y_title"), value_formatter=fmt.format,
                    x_label_rotation=20 if max((len(label) for label in spec["labels"]), default=0) > 12 else 0)
     if spec.get("range"):
         options["range"] = spec["range"]
