@@ -1,32 +1,13 @@
 """The benchmark's cache hit rate reads the metric names the image's vLLM exposes (V0 on a T4, V1 elsewhere)."""
-import asyncio
-
 import pytest
 
 from ansible_collections.llm_serving.gke.plugins.module_utils import inference_metrics as metrics
-from localcluster import tokens, vllm_flags, vllm_sim
-
-SHARED = " ".join(f"policy{i}" for i in range(64))
+from tests.unit.vllm_sim_helpers import SHARED_PREFIX as SHARED
+from tests.unit.vllm_sim_helpers import exposition, serve, sim_config
 
 
 def _exposition(version, accelerator, argv, prompts):
-    args = vllm_flags.parse_vllm_args(argv, vllm_version=version)
-    config = vllm_sim.SimConfig.from_vllm_args(args, accelerator, devices=1, vllm_version=version, zero_latency=True)
-
-    async def scenario():
-        engine = vllm_sim.Engine(config)
-        engine.start()
-        try:
-            for prompt in prompts:
-                toks = tokens.tokenize(prompt)
-                seq = vllm_sim.Sequence(len(toks), tokens.block_hashes(toks), 2)
-                engine.submit(seq)
-                while await seq.events.get() is not None:
-                    pass
-        finally:
-            await engine.stop()
-        return engine.metrics.exposition().decode()
-    return asyncio.run(scenario())
+    return exposition(serve(sim_config(argv, version, accelerator), prompts))
 
 
 def test_v0_t4_replica_hit_rate_comes_from_the_v0_gauge():
