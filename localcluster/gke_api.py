@@ -62,6 +62,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import urllib3
+import yaml
 
 from localcluster import gke_catalog, gke_subnets, nodes
 from localcluster.gke_validation import ApiError, check_autoscaling, check_locations, check_new_pool, \
@@ -141,6 +142,8 @@ class Simulator:
     def _load(self):
         if self.state_path.exists():
             state = json.loads(self.state_path.read_text())
+            # The control plane this simulated cluster stands for is the kubeconfig's API server.
+            state["cluster"]["endpoint"] = control_plane_host(self.settings.kubeconfig)
             for op in state["operations"].values():
                 if op["status"] in ("PENDING", "RUNNING"):
                     op["_resume"] = True
@@ -162,12 +165,18 @@ class Simulator:
             os.replace(temporary, self.state_path)
 
     def _new_cluster(self):
+        # Field names and meanings: the Cluster resource of
+        # https://cloud.google.com/kubernetes-engine/docs/reference/rest/v1/projects.locations.clusters
+        # (currentMasterVersion, addonsConfig.httpLoadBalancing - disabled when switched off -, networkConfig.
+        # gatewayApiConfig.channel, endpoint = the control plane's IP address, which kubeconfigs from
+        # `gcloud container clusters get-credentials` use as https://<endpoint>).
         zone = self.zone
         return {
             "name": self.cluster_name, "location": zone, "zone": zone, "locations": [zone],
             "status": "RUNNING", "currentMasterVersion": gke_catalog.GKE_VERSION,
             "currentNodeVersion": gke_catalog.GKE_VERSION, "initialClusterVersion": gke_catalog.GKE_VERSION,
-            "endpoint": "127.0.0.1", "createTime": rfc3339(), "network": "default", "subnetwork": "default",
+            "endpoint": control_plane_host(self.settings.kubeconfig),
+            "createTime": rfc3339(), "network": "default", "subnetwork": "default",
             "clusterIpv4Cidr": "10.76.0.0/14", "servicesIpv4Cidr": "34.118.224.0/20",
             "loggingService": "logging.googleapis.com/kubernetes",
             "monitoringService": "monitoring.googleapis.com/kubernetes",
@@ -732,6 +741,18 @@ class Simulator:
 
     def pool_view(self, name):
         return copy.deepcopy(self.state["pools"][name]["api"])
+
+
+def control_plane_host(kubeconfig):
+    """Host of the API server of the kubeconfig's current context (the local control plane, or an external
+    cluster's), which the simulated cluster reports as its ``endpoint``; 127.0.0.1 without a kubeconfig."""
+    try:
+        doc = yaml.safe_load(Path(kubeconfig).read_text())
+        context = next(c["context"] for c in doc["contexts"] if c["name"] == doc["current-context"])
+        server = next(c["cluster"]["server"] for c in doc["clusters"] if c["name"] == context["cluster"])
+        return urlsplit(server).hostname or "127.0.0.1"
+    except (OSError, KeyError, StopIteration, TypeError, yaml.YAMLError):
+        return "127.0.0.1"
 
 
 def failure_message(sim, pool, zone, fault, count):

@@ -78,3 +78,20 @@ def test_insert_refusals(api, change, code, text):
 def test_unknown_region_and_operation(api):
     assert call(api, "GET", "/compute/v1/projects/proj/regions/mars-north1/subnetworks")[0] == 400
     assert call(api, "GET", f"{REGION}/operations/operation-none")[0] == 404
+
+
+def test_cluster_endpoint_is_the_kubeconfigs_api_server(tmp_path):
+    """One cluster (issue 17 item 3): the simulated cluster's endpoint is the host of the kubeconfig's API server,
+    as a kubeconfig from `gcloud container clusters get-credentials` points at https://<endpoint>."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "current-context": "c", "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+        "clusters": [{"name": "k", "cluster": {"server": "https://10.1.2.3:16443"}}], "users": []}))
+    settings = Settings({"GCP_ACCESS_TOKEN": TOKEN, "GCP_PROJECT": "proj", "GKE_CLUSTER": "c1",
+                         "KUBECONFIG": str(kubeconfig), "LOCALCLUSTER_STATE_DIR": str(tmp_path)})
+    api = Api(Simulator(settings))
+    status, cluster = call(api, "GET", "/v1/projects/proj/locations/europe-west4-a/clusters/c1")
+    assert status == 200 and cluster["endpoint"] == "10.1.2.3"
+    no_kubeconfig = Settings({"GCP_ACCESS_TOKEN": TOKEN, "GCP_PROJECT": "proj", "GKE_CLUSTER": "c1",
+                              "LOCALCLUSTER_STATE_DIR": str(tmp_path / "other")})
+    assert Simulator(no_kubeconfig).state["cluster"]["endpoint"] == "127.0.0.1"
