@@ -30,6 +30,7 @@ author:
   - llm_serving.gke maintainers (@llm-serving)
 extends_documentation_fragment:
   - google.cloud.gcp
+  - llm_serving.gke.gcp
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -88,17 +89,11 @@ options:
     description: What the nodes are for, used in the failure message (for example C(pattern p3-gpu)).
     type: str
   timeout:
-    description: Seconds for the whole task, retries of HTTP 429/5xx included.
-    type: int
     default: 120
   api_endpoint:
     description: Base URL of the Container API (for O(node_pool)).
     type: str
     default: https://container.googleapis.com
-  compute_endpoint:
-    description: Base URL of the Compute Engine API.
-    type: str
-    default: https://compute.googleapis.com
 seealso:
   - module: llm_serving.gke.gke_node_pool
   - name: Compute Engine API regions.get

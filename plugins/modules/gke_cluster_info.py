@@ -16,13 +16,12 @@ description:
     node pools; optionally checks with the Compute Engine API that every zone the nodes would use offers
     O(machine_type) and O(accelerator_type).
   - Read-only. Meant for pre-flight checks before creating node pools (used by the C(nodepool) role).
-  - Authentication as in M(llm_serving.gke.gke_node_pool) - an HTTP 401 fails with C(error_kind=auth) (for a bare
-    access token, saying it expired or was revoked), and with O(auth_kind=application) the project of Application
-    Default Credentials is used when O(project) and C(GCP_PROJECT) are unset.
 author:
   - llm_serving.gke maintainers (@llm-serving)
 extends_documentation_fragment:
   - google.cloud.gcp
+  - llm_serving.gke.gcp
+  - llm_serving.gke.gcp.cluster
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -36,14 +35,6 @@ attributes:
     support: full
     membership: [llm_serving.gke.gcp]
 options:
-  location:
-    description: Zone or region of the cluster.
-    type: str
-    required: true
-  cluster:
-    description: Name of the GKE cluster.
-    type: str
-    required: true
   machine_type:
     description: Machine type that every zone in RV(zones) must offer.
     type: str
@@ -56,17 +47,7 @@ options:
     type: list
     elements: str
   timeout:
-    description: Seconds for the whole task, retries of HTTP 429/5xx included.
-    type: int
     default: 120
-  api_endpoint:
-    description: Base URL of the Container API.
-    type: str
-    default: https://container.googleapis.com
-  compute_endpoint:
-    description: Base URL of the Compute Engine API.
-    type: str
-    default: https://compute.googleapis.com
 seealso:
   - module: llm_serving.gke.gke_node_pool
 """

@@ -37,20 +37,12 @@ description:
   - Before changing or deleting an existing pool the module waits until the pool is at rest (status
     C(RUNNING), C(RUNNING_WITH_ERROR) or C(ERROR), not C(PROVISIONING), C(RECONCILING) or C(STOPPING)), as
     Terraform does (C(containerNodePoolAwaitRestingState)). Check mode does not wait.
-  - Uses the authentication of C(google.cloud) (C(GcpSession)), including the C(GCP_*) environment variables
-    that the AWX/AAP Google Compute Engine credential injects. O(auth_kind) is required (or C(GCP_AUTH_KIND)).
-  - With O(auth_kind=application), O(auth_kind=serviceaccount) or O(auth_kind=machineaccount) one google-auth
-    session serves the whole task and refreshes its token when it is about to expire, so waits longer than a
-    token's lifetime (one hour) keep working. A bare O(access_token) (O(auth_kind=accesstoken)) cannot be
-    refreshed; when GCP answers HTTP 401 the task fails with C(error_kind=auth) and a message saying the token
-    expired or was revoked.
-  - When O(project) and C(GCP_PROJECT) are unset and O(auth_kind=application), the project of Application Default
-    Credentials is used (what C(google.auth.default()) returns, from C(GOOGLE_CLOUD_PROJECT), the key file or
-    gcloud's configuration).
 author:
   - llm_serving.gke maintainers (@llm-serving)
 extends_documentation_fragment:
   - google.cloud.gcp
+  - llm_serving.gke.gcp
+  - llm_serving.gke.gcp.cluster
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -66,15 +58,6 @@ attributes:
   platform:
     platforms: all
 options:
-  location:
-    description:
-      - Zone (V(europe-west4-a)) or region (V(europe-west4)) of the cluster.
-    type: str
-    required: true
-  cluster:
-    description: Name of the GKE cluster.
-    type: str
-    required: true
   name:
     description: Name of the node pool.
     type: str
@@ -247,18 +230,10 @@ options:
     description:
       - Seconds for the whole task, retries and operation waits included. GKE retries a stockout for about
         35 minutes before it gives up, hence the default.
-    type: int
     default: 2700
-  api_endpoint:
-    description:
-      - Base URL of the Container API. Change it for private endpoints or a local simulator.
-    type: str
-    default: https://container.googleapis.com
   compute_endpoint:
     description:
       - Base URL of the Compute Engine API, used to read the current size of the pool.
-    type: str
-    default: https://compute.googleapis.com
 notes:
   - Failures are read from the operation's C(error), a C(google.rpc.Status) (C(code), C(message), C(details); it
     has no C(status) string), not from the deprecated C(statusMessage) / C(nodepoolConditions) (Operation in the

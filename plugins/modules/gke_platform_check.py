@@ -28,6 +28,8 @@ author:
   - llm_serving.gke maintainers (@llm-serving)
 extends_documentation_fragment:
   - google.cloud.gcp
+  - llm_serving.gke.gcp
+  - llm_serving.gke.gcp.cluster
   - kubernetes.core.k8s_auth_options
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
@@ -42,14 +44,6 @@ attributes:
     support: full
     membership: [llm_serving.gke.gcp, llm_serving.gke.k8s]
 options:
-  location:
-    description: Zone or region of the GKE cluster.
-    type: str
-    required: true
-  cluster:
-    description: Name of the GKE cluster.
-    type: str
-    required: true
   gateway_name:
     description: Name of the Gateway the HTTPRoutes attach to.
     type: str
@@ -110,16 +104,7 @@ options:
     default: true
   timeout:
     description: Seconds for the GCP calls, retries of HTTP 429/5xx included.
-    type: int
     default: 120
-  api_endpoint:
-    description: Base URL of the Container API.
-    type: str
-    default: https://container.googleapis.com
-  compute_endpoint:
-    description: Base URL of the Compute Engine API.
-    type: str
-    default: https://compute.googleapis.com
 notes:
   - Needs C(container.clusters.get) and C(compute.subnetworks.list) (roles/container.clusterViewer and
     roles/compute.networkViewer), and on Kubernetes get on the Gateway, the Namespace, the controller Deployments and

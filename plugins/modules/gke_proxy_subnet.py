@@ -24,6 +24,7 @@ author:
   - llm_serving.gke maintainers (@llm-serving)
 extends_documentation_fragment:
   - google.cloud.gcp
+  - llm_serving.gke.gcp
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -57,12 +58,7 @@ options:
     default: 10.129.0.0/23
   timeout:
     description: Seconds for the whole task, the wait for the operation included.
-    type: int
     default: 300
-  compute_endpoint:
-    description: Base URL of the Compute Engine API.
-    type: str
-    default: https://compute.googleapis.com
 notes:
   - Needs C(compute.subnetworks.list) and, to create, C(compute.subnetworks.create) (roles/compute.networkAdmin).
 seealso:

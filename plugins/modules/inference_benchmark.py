@@ -38,9 +38,8 @@ description:
   - Output token counts come from the server's C(usage) (C(stream_options.include_usage)); no tokenizer is needed.
 author:
   - llm_serving.gke maintainers (@llm-serving)
-requirements:
-  - aiohttp >= 3.8 and httptools >= 0.6 (on the host that runs the module, usually the controller)
 extends_documentation_fragment:
+  - llm_serving.gke.inference
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -51,21 +50,6 @@ attributes:
   platform:
     platforms: posix
 options:
-  base_url:
-    description:
-      - Base URL of the OpenAI-compatible API, without C(/v1), for example the llmisvc C(status.url)
-        C(http://203.0.113.10/llm-d-inference-scheduling/qwen2-3b-pattern3-gpu).
-    type: str
-    required: true
-  model:
-    description: Model name sent in every request (the served model name listed by C(/v1/models)).
-    type: str
-    required: true
-  endpoint:
-    description: Which API to load.
-    type: str
-    choices: [completions, chat]
-    default: completions
   load_model:
     description:
       - C(concurrency) runs one closed-loop step per O(concurrency) entry.
@@ -106,22 +90,12 @@ options:
     choices: [distinct, shared_prefix]
     default: distinct
   prompt_tokens:
-    description: Words in the unique part of each prompt.
-    type: int
     default: 32
-  shared_prefix_tokens:
-    description:
-      - Words in each shared prefix. Must be more than one 16-token KV block; use at least 128 for TPU, whose
-        blocks are larger.
-    type: int
-    default: 256
   prefix_groups:
     description: Number of distinct shared prefixes the C(shared_prefix) workload cycles over.
     type: int
     default: 4
   max_tokens:
-    description: C(max_tokens) of every request.
-    type: int
     default: 32
   temperature:
     description: C(temperature) of every request.
@@ -131,10 +105,6 @@ options:
     description: Send the vLLM extension C(ignore_eos=true) so every response has O(max_tokens) tokens.
     type: bool
     default: false
-  request_timeout:
-    description: Seconds before one request counts as C(timeout).
-    type: float
-    default: 60.0
   metrics_urls:
     description:
       - Base URLs of the replicas (for example C(http://<pod IP>:8000)) whose C(/metrics) are scraped around each
@@ -142,14 +112,6 @@ options:
     type: list
     elements: str
     default: []
-  headers:
-    description: Extra HTTP headers for every request, for example C(Authorization).
-    type: dict
-    default: {}
-  validate_certs:
-    description: Verify TLS certificates of C(https) URLs.
-    type: bool
-    default: true
   seed:
     description: Seed of the prompt and arrival generators, for repeatable runs.
     type: int
@@ -161,18 +123,6 @@ options:
     description: Also return every request record (large for long runs).
     type: bool
     default: false
-  measured_on:
-    description:
-      - Where O(base_url) is served, so that the result says where its throughput and latency come from.
-      - C(gke) for a GKE deployment; C(local-simulator) for the embedded local cluster of this collection, whose
-        vLLM replicas are simulators (their speed says nothing about a TPU or GPU); C(unstated) when the caller
-        does not say (the result then says that the source is not stated).
-      - The module cannot tell by itself. The local simulator answers C(/version) with the same body as vLLM's
-        C(show_version) (a JSON object with the vLLM version, vllm-project/vllm
-        C(vllm/entrypoints/openai/api_server.py), v0.10.1.1), so it is the caller who says where it runs.
-    type: str
-    choices: [gke, local-simulator, unstated]
-    default: unstated
 notes:
   - "The module reports C(changed=false): it changes nothing on the server. Run it on a host that can reach
     O(base_url), usually the controller (C(delegate_to: localhost))."

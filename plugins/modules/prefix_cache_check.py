@@ -26,9 +26,8 @@ description:
     before), and the best possible hit rate (only each group's first request misses).
 author:
   - llm_serving.gke maintainers (@llm-serving)
-requirements:
-  - aiohttp >= 3.8 and httptools >= 0.6 (on the host that runs the module, usually the controller)
 extends_documentation_fragment:
+  - llm_serving.gke.inference
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -39,14 +38,6 @@ attributes:
   platform:
     platforms: posix
 options:
-  base_url:
-    description: Base URL of the OpenAI-compatible API without C(/v1), for example the llmisvc C(status.url).
-    type: str
-    required: true
-  model:
-    description: Model name sent in every request.
-    type: str
-    required: true
   metrics_urls:
     description:
       - Base URLs of all replicas (for example C(http://<pod IP>:8000)); their C(/metrics) must be reachable
@@ -54,11 +45,6 @@ options:
     type: list
     elements: str
     required: true
-  endpoint:
-    description: Which API to call.
-    type: str
-    choices: [completions, chat]
-    default: completions
   prefix_groups:
     description: Number of shared prefixes; use several per replica (for example 8) so that routing matters.
     type: int
@@ -67,22 +53,10 @@ options:
     description: Requests per prefix group (at least 2).
     type: int
     default: 4
-  shared_prefix_tokens:
-    description: Words in each shared prefix (one word is at least one token); more than one 16-token KV block.
-    type: int
-    default: 256
   prompt_tokens:
-    description: Words in the unique question after the prefix.
-    type: int
     default: 16
   max_tokens:
-    description: C(max_tokens) of every request.
-    type: int
     default: 8
-  request_timeout:
-    description: Seconds before one request counts as C(timeout).
-    type: float
-    default: 60.0
   settle_seconds:
     description: Seconds to wait after a response for one replica's request counter to move.
     type: float
@@ -90,19 +64,6 @@ options:
   seed:
     description: Seed of the prefixes and the order; omit it for fresh prefixes on every run.
     type: int
-  headers:
-    description: Extra HTTP headers for every request.
-    type: dict
-    default: {}
-  validate_certs:
-    description: Verify TLS certificates of C(https) URLs.
-    type: bool
-    default: true
-  measured_on:
-    description: Where O(base_url) is served (see M(llm_serving.gke.inference_benchmark)); echoed in the result.
-    type: str
-    choices: [gke, local-simulator, unstated]
-    default: unstated
 notes:
   - A request whose serving replica cannot be told (no counter moved within O(settle_seconds), or more than one
     moved because other traffic reached the replicas) counts in RV(summary.unattributed_requests) and in no

@@ -9,6 +9,7 @@ import yaml
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.llm_serving.gke.plugins.module_utils import gcp_client
 from ansible_collections.llm_serving.gke.plugins.modules import gce_region_quota
+from tests.unit.plugins.module_docs import merged_documentation
 
 ROOT = Path(__file__).resolve().parents[4]
 AUTH = {"auth_kind": "accesstoken", "access_token": "t0ken", "project": "p1"}
@@ -177,7 +178,7 @@ def test_check_mode_reads_the_same(fake, capsys):
 
 
 def test_documentation_matches_argument_spec():
-    documented = yaml.safe_load(gce_region_quota.DOCUMENTATION)["options"]
+    documented = merged_documentation(gce_region_quota)["options"]  # with the llm_serving.gke.gcp fragments
     assert set(documented) == set(gce_region_quota.ARGUMENT_SPEC)
     for name, spec in gce_region_quota.ARGUMENT_SPEC.items():
         assert documented[name]["type"] == spec["type"], name

@@ -2,12 +2,12 @@
 import json
 
 import pytest
-import yaml
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.llm_serving.gke.plugins.module_utils import gke_client as gkc
 from ansible_collections.llm_serving.gke.plugins.modules import gke_node_pool
 
 from tests.unit.plugins.module_utils.fake_gke import FakeGke, api_error
+from tests.unit.plugins.module_docs import merged_documentation
 
 AUTH = {"auth_kind": "accesstoken", "access_token": "t0ken", "project": "p1"}
 
@@ -76,7 +76,7 @@ def test_gcp_env_vars_are_honoured(fake, capsys, monkeypatch):
 
 
 def test_documentation_matches_argument_spec():
-    documented = yaml.safe_load(gke_node_pool.DOCUMENTATION)["options"]
+    documented = merged_documentation(gke_node_pool)["options"]  # with the llm_serving.gke.gcp fragments
     assert set(documented) == set(gke_node_pool.ARGUMENT_SPEC)
     for name, spec in gke_node_pool.ARGUMENT_SPEC.items():
         doc = documented[name]
