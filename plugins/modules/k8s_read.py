@@ -1,0 +1,130 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 llm_serving.gke maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # noqa: UP001 (Ansible module boilerplate)
+
+DOCUMENTATION = r"""
+module: k8s_read
+short_description: Read several Kubernetes objects or lists in one call
+version_added: 0.3.0
+author: llm_serving.gke maintainers (@llm-serving)
+description:
+  - Runs one C(kubernetes.core.k8s_info) query per entry of O(queries) in a single module run, with the client and
+    authentication options of C(kubernetes.core) - one process start and one discovery instead of one per object.
+  - Returns C(results) shaped like a looped C(kubernetes.core.k8s_info) register (C(item), C(resources),
+    C(api_found)), so tasks that read such a register need no other change.
+  - Reads only (get, or list with label selectors); supports check mode (it reads in check mode too).
+  - Use C(no_log) on the task when a query reads Secrets.
+extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
+options:
+  queries:
+    description:
+      - One entry per read, in order. Keys C(kind) (required), C(api_version) (default V(v1)), C(name),
+        C(namespace), C(label_selectors) (list of C(key=value) strings). Other keys are returned unchanged in
+        C(item).
+    type: list
+    elements: dict
+    required: true
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Read the controller Deployment and the nodes of a pool
+  llm_serving.gke.k8s_read:
+    queries:
+      - {api_version: apps/v1, kind: Deployment, namespace: kserve, name: llmisvc-controller-manager}
+      - {kind: Node, label_selectors: ["cloud.google.com/gke-nodepool=gpu-t4-pool"]}
+  register: __reads
+"""
+
+RETURN = r"""
+results:
+  description: One entry per query, in the order of O(queries).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    item:
+      description: The query.
+      type: dict
+    resources:
+      description: The objects found (empty when none, or when the API does not serve the kind).
+      type: list
+      elements: dict
+    api_found:
+      description: Whether the API server serves the kind.
+      type: bool
+"""
+
+import copy  # noqa: E402 - imports follow the documentation blocks in Ansible modules
+
+try:
+    from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
+    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
+    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.core import AnsibleK8SModule
+    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions import CoreException
+    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.service import K8sService
+
+    HAS_KUBERNETES_COLLECTION = True
+except ImportError:
+    HAS_KUBERNETES_COLLECTION = False
+    AUTH_ARG_SPEC = {}
+
+
+def argument_spec():
+    spec = copy.deepcopy(AUTH_ARG_SPEC)
+    spec.update(queries=dict(type="list", elements="dict", required=True))
+    return spec
+
+
+def query_errors(queries):
+    """Problems of the queries, each naming the entry; empty when all can run."""
+    errors = []
+    for index, query in enumerate(queries):
+        if not query.get("kind"):
+            errors.append(f"queries[{index}] lacks kind")
+        selectors = query.get("label_selectors")
+        if selectors is not None and not isinstance(selectors, list):
+            errors.append(f"queries[{index}].label_selectors must be a list of key=value strings")
+    return errors
+
+
+def read_all(svc, queries):
+    """One k8s_info-shaped result per query, read with the K8sService ``svc``."""
+    results = []
+    for query in queries:
+        found = svc.find(query["kind"], query.get("api_version") or "v1", name=query.get("name") or None,
+                         namespace=query.get("namespace") or None, label_selectors=query.get("label_selectors") or [])
+        results.append({"item": query, "resources": found.get("resources", []),
+                        "api_found": found.get("api_found", True)})
+    return results
+
+
+def main():
+    if not HAS_KUBERNETES_COLLECTION:
+        from ansible.module_utils.basic import AnsibleModule
+
+        AnsibleModule(argument_spec={}, bypass_checks=True).fail_json(
+            msg="llm_serving.gke.k8s_read needs the kubernetes.core collection (>= 5.0)")
+    module = AnsibleK8SModule(argument_spec=argument_spec(), supports_check_mode=True)
+    errors = query_errors(module.params["queries"])
+    if errors:
+        module.fail_json(msg="k8s_read: " + "; ".join(errors))
+    try:
+        results = read_all(K8sService(get_api_client(module=module), module), module.params["queries"])
+    except CoreException as exc:
+        module.fail_from_exception(exc)
+    module.exit_json(changed=False, results=results)
+
+
+if __name__ == "__main__":
+    main()
