@@ -226,13 +226,18 @@ class Cluster:
         Without it (LOCALCLUSTER_SIMULATORS leaves it out) its registration is removed: the API server would
         otherwise refuse every write of those resources while nothing answers at its URL.
         """
+        path = f"{CEL_VWC_COLLECTION}/{config.CEL_WEBHOOK_CONFIGURATION}"
         if name not in selected_simulators() or not simulator_module_exists(name):
-            path = f"{CEL_VWC_COLLECTION}/{config.CEL_WEBHOOK_CONFIGURATION}"
             if kube.get(path) is not None:
                 kube.request("DELETE", path)
                 self.log(f"removed ValidatingWebhookConfiguration {config.CEL_WEBHOOK_CONFIGURATION} "
                          f"({name} is not started: CEL rules are not enforced)")
             return []
+        if self.sup.is_running(name) and kube.server_minor_version() < crds.FIRST_VERSION_WITHOUT_PREPROCESSING \
+                and kube.get(path) is None:
+            self.log(f"ValidatingWebhookConfiguration {config.CEL_WEBHOOK_CONFIGURATION} is missing: restarting "
+                     f"{name}, which registers it")
+            self.sup.stop(name)
         if not self.sup.is_running(name):
             self.start_simulator(name, env)
         try:

@@ -132,6 +132,9 @@ class FakeKube:
     def __init__(self, existing):
         self.existing, self.calls = existing, []
 
+    def server_minor_version(self):
+        return 20
+
     def get(self, path):
         return {"metadata": {}} if self.existing else None
 
@@ -169,3 +172,20 @@ def test_up_starts_the_webhook_first_and_reports_a_failed_start(monkeypatch, tmp
     monkeypatch.setattr(lc, "_wait", not_ready)
     assert lc.start_admission({}, FakeKube(existing=False)) == ["cel_webhook exited during start-up"]
     assert started == ["cel_webhook"]
+
+
+def test_up_restarts_a_running_webhook_whose_registration_was_removed(monkeypatch, tmp_path):
+    from localcluster import cluster, config
+
+    monkeypatch.delenv("LOCALCLUSTER_SIMULATORS", raising=False)
+    lc = cluster.Cluster(paths=config.StatePaths(tmp_path), log=lambda *_: None)
+    running = {"cel_webhook": True}
+    events = []
+    monkeypatch.setattr(lc.sup, "is_running", lambda name: running[name])
+    monkeypatch.setattr(lc.sup, "stop", lambda name: (events.append(("stop", name)), running.update({name: False})))
+    monkeypatch.setattr(lc, "start_simulator", lambda name, env: events.append(("start", name)))
+    monkeypatch.setattr(lc, "_wait", lambda name, predicate, timeout: True)
+    assert lc.start_admission({}, FakeKube(existing=False)) == []
+    assert events == [("stop", "cel_webhook"), ("start", "cel_webhook")]
+    running["cel_webhook"], events[:] = True, []
+    assert lc.start_admission({}, FakeKube(existing=True)) == [] and events == []
