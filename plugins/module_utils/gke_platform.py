@@ -70,6 +70,9 @@ DEFAULT_REQUIRED_APIS = {
 }
 
 
+ALPHA_POOL_API = "inference.networking.x-k8s.io/v1alpha2"
+
+
 def parse_version(text):
     """(major, minor, patch) of '1.34.3-gke.1051003', 'v0.20.0', '0.20'; None when there is no version."""
     match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
@@ -283,8 +286,14 @@ def crd_problems(served, required):
         have = served.get(group_version)
         missing = [r for r in resources if have is None or r not in have]
         if missing:
+            older = ""
+            if group_version == "inference.networking.k8s.io/v1" and "inferencepools" in (
+                    served.get(ALPHA_POOL_API) or []):
+                older = (f"; only {ALPHA_POOL_API} InferencePools are served (gateway-api-inference-extension v1.4 or "
+                         "older), which the llmisvc router does not use")
             problems.append(f"the API {group_version} does not serve {', '.join(missing)} (CRD "
-                            f"{', '.join(m + '.' + group_version.split('/')[0] for m in missing)} missing): {fix}")
+                            f"{', '.join(m + '.' + group_version.split('/')[0] for m in missing)} missing{older}): "
+                            f"{fix}")
     return problems
 
 

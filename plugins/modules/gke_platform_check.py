@@ -304,7 +304,7 @@ def gather_kube(params, facts, apis):
     gw_path = (f"/apis/gateway.networking.k8s.io/v1/namespaces/{params['gateway_namespace']}/gateways/"
                f"{params['gateway_name']}")
     facts["served"] = {}
-    wanted = set(apis) | {"serving.kserve.io/v1alpha1", "serving.kserve.io/v1alpha2"}
+    wanted = set(apis) | {"serving.kserve.io/v1alpha1", "serving.kserve.io/v1alpha2", gp.ALPHA_POOL_API}
     for group_version in sorted(wanted):
         listing = kube.get(f"/apis/{group_version}")
         facts["served"][group_version] = None if listing is None else [

@@ -82,6 +82,15 @@ def test_each_platform_problem_names_its_fix(changes, expected):
     assert any(expected in problem for problem in result["problems"]), result["problems"]
 
 
+def test_only_the_alpha_inference_pool_api_is_named_as_such():
+    served = {k: v for k, v in SERVED.items() if not k.startswith("inference.")}
+    served["inference.networking.x-k8s.io/v1alpha2"] = ["inferencepools", "inferencemodels"]
+    problems = evaluate(served=served)["problems"]
+    assert any("only inference.networking.x-k8s.io/v1alpha2 InferencePools are served" in p for p in problems)
+    assert evaluate(want={"required_apis": {k: v for k, v in gp.DEFAULT_REQUIRED_APIS.items()
+                                            if not k.startswith("inference.")}}, served=served)["problems"] == []
+
+
 def test_proxy_subnet_is_not_needed_for_a_global_class_and_not_read_when_skipped():
     result = evaluate(want={"allowed_gateway_classes": ["gke-l7-global-external-managed"]}, subnets=[],
                       gateway__spec__gatewayClassName="gke-l7-global-external-managed")
