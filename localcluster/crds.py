@@ -1,8 +1,14 @@
 """Install the real upstream CRDs (pinned releases), pre-processed only as far as an old server needs.
 
-Files are read from ../shared/crds (or LLM_SERVING_GKE_CRDS); a machine without that folder downloads
-the same pinned upstream files into ~/.cache/llm-serving-gke/crds. Facts behind the pre-processing:
-shared/crds/README.md and local-test-infrastructure.md section 5.
+Every upstream file the local cluster and the tests read (CRDs, KServe presets, the seed manifests) is pinned here
+by URL and sha256, and ``upstream_file()`` is the one way to get it: from the cache (``upstream/`` under
+``config.cache_dir()``), else copied from a local mirror (``LLM_SERVING_GKE_MIRROR``, a folder with the same
+relative paths, for machines without network), else downloaded from its pinned URL. A file whose checksum differs
+is refused; when no source has it, ``UpstreamFileError`` names the file, the URL and both ways to provide it.
+
+Pre-processing facts: an API server before 1.25 does not evaluate CRD validation rules (``x-kubernetes-validations``,
+alpha in 1.23, beta and on by default in 1.25: https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/
+custom-resource-definitions/#validation-rules) and the local 1.20 server reads ``default: ""`` as null.
 """
 import hashlib
 import json
@@ -25,71 +31,157 @@ FIRST_VERSION_WITHOUT_PREPROCESSING = 25
 _KSERVE = "https://raw.githubusercontent.com/kserve/kserve/v0.20.0"
 _GIE = "https://raw.githubusercontent.com/kubernetes-sigs/gateway-api-inference-extension"
 _GWAPI = "https://raw.githubusercontent.com/kubernetes-sigs/gateway-api/v1.5.1/config/crd/standard"
+# The seed: the hand-made manifests this collection replaces, public repository johnahull/llm-d-xks-gke at commit
+# 7630140c (2026-02-13), folder deployments/llm-d-infra-xks-gke-tpu-native-gateway/manifests (bugs included; the
+# tests use them as inputs).
+_SEED = ("https://raw.githubusercontent.com/johnahull/llm-d-xks-gke/7630140c1047f7b6e4b4f18353d96e44d10125f3/"
+         "deployments/llm-d-infra-xks-gke-tpu-native-gateway/manifests")
+MIRROR_ENV = "LLM_SERVING_GKE_MIRROR"
 
 
 @dataclass(frozen=True)
 class SourceFile:
-    relpath: str  # path under the CRD folder (layout of shared/crds)
-    url: str  # the same file at its pinned upstream tag
+    relpath: str  # path under the cache (and a mirror): crds/<project>/<tag>/..., seed/manifests/...
+    url: str  # the same file at its pinned upstream tag or commit
+    sha256: str  # of the file at that tag or commit
 
 
 CRD_FILES = (
-    SourceFile("kserve/v0.20.0/crd-full/serving.kserve.io_llminferenceservices.yaml",
-               f"{_KSERVE}/config/crd/full/llmisvc/serving.kserve.io_llminferenceservices.yaml"),
-    SourceFile("kserve/v0.20.0/crd-full/serving.kserve.io_llminferenceserviceconfigs.yaml",
-               f"{_KSERVE}/config/crd/full/llmisvc/serving.kserve.io_llminferenceserviceconfigs.yaml"),
-    SourceFile("gateway-api-inference-extension/v1.5.0/inference.networking.k8s.io_inferencepools.yaml",
-               f"{_GIE}/v1.5.0/config/crd/bases/inference.networking.k8s.io_inferencepools.yaml"),
-    SourceFile("gateway-api-inference-extension/v1.4.0/inference.networking.x-k8s.io_inferencepools.yaml",
-               f"{_GIE}/v1.4.0/config/crd/bases/inference.networking.x-k8s.io_inferencepools.yaml"),
+    SourceFile("crds/kserve/v0.20.0/crd-full/serving.kserve.io_llminferenceservices.yaml",
+               f"{_KSERVE}/config/crd/full/llmisvc/serving.kserve.io_llminferenceservices.yaml",
+               "4377745d253c5c6407ccd46aecdfadcea160ba77a0976dd2d112f0ca9a1ac53f"),
+    SourceFile("crds/kserve/v0.20.0/crd-full/serving.kserve.io_llminferenceserviceconfigs.yaml",
+               f"{_KSERVE}/config/crd/full/llmisvc/serving.kserve.io_llminferenceserviceconfigs.yaml",
+               "b25e19597ef22638deee22111c097d42ad62da58c25f1ef4a529f4cef1c93c2a"),
+    SourceFile("crds/gateway-api-inference-extension/v1.5.0/inference.networking.k8s.io_inferencepools.yaml",
+               f"{_GIE}/v1.5.0/config/crd/bases/inference.networking.k8s.io_inferencepools.yaml",
+               "0bc3ddd94db6f588a5cecc627c39e3d12b4343d51c48d47ffa68c50fa73c290c"),
+    SourceFile("crds/gateway-api-inference-extension/v1.4.0/inference.networking.x-k8s.io_inferencepools.yaml",
+               f"{_GIE}/v1.4.0/config/crd/bases/inference.networking.x-k8s.io_inferencepools.yaml",
+               "449c5135bf65fdef2f5b925cc1632c0ac23f75e0e1f77aa6e21caadc4703f1e3"),
 ) + tuple(
-    SourceFile(f"gateway-api/v1.5.1/standard/gateway.networking.k8s.io_{kind}.yaml",
-               f"{_GWAPI}/gateway.networking.k8s.io_{kind}.yaml")
-    for kind in ("gatewayclasses", "gateways", "httproutes", "referencegrants")
+    SourceFile(f"crds/gateway-api/v1.5.1/standard/gateway.networking.k8s.io_{kind}.yaml",
+               f"{_GWAPI}/gateway.networking.k8s.io_{kind}.yaml", digest)
+    for kind, digest in (
+        ("gatewayclasses", "234ad4b2757ee1b3596a4187bb98df071c5bbdd9e1806f692f2dbf8387e6bef4"),
+        ("gateways", "7416e8300eb4d8c0a71a23445609075bbacbe8bc80104584b019cfe1ebe77c31"),
+        ("httproutes", "682203b109baecb18d38073a578f7bc2c17d22fe9b0c27bf030850abe014c370"),
+        ("referencegrants", "a8902c486eed0b7339f5bb8a476ccaba0918eb038048402bdc01cbb69b0fbb51"),
+    )
 )
 
-PRESET_NAMES = ("config-llm-decode-template", "config-llm-decode-worker-data-parallel",
-                "config-llm-prefill-template", "config-llm-prefill-worker-data-parallel",
-                "config-llm-router-route", "config-llm-scheduler-latency-predictor", "config-llm-scheduler",
-                "config-llm-template", "config-llm-tracing", "config-llm-worker-data-parallel")
+# KServe v0.20.0 config/llmisvcconfig: the well-known kserve-config-llm-* presets (LLMInferenceServiceConfig).
+PRESET_SHA256 = {
+    "config-llm-decode-template": "39016f8c7f1a04f8247d045d7568ab025fb187a09e6ea587b19ec1c92dbcc17a",
+    "config-llm-decode-worker-data-parallel": "546037006159cd5d1c4052b97b7b772a5b836b026e6fa8e52e5cb475bfeb6b00",
+    "config-llm-prefill-template": "9737e8c8b45a737ae828694bc60e8d1048cbe202fa854f65ad627e7973f6190e",
+    "config-llm-prefill-worker-data-parallel": "91d17a7b3ffa57bd1faf40d680aae7573a660c0e9223a91598b722639970b7b3",
+    "config-llm-router-route": "ab946e175f46a2e7a57f3a949b3d376284ec650efffb1f3d3f85df848394df19",
+    "config-llm-scheduler-latency-predictor": "21ed6ce931651eab014133dad3f18494d053b0fb1930c8798641ea9149fd30d4",
+    "config-llm-scheduler": "594c37bec3d383b1ebb1104937670f1e0dd2d551b2c7473ff0372a34bb0d78ee",
+    "config-llm-template": "7efdb4050c09e976d5e9342ca4d708c6583c2d825f9cf43614108b1f010ad320",
+    "config-llm-tracing": "20163e3fc4ecc22617b49e9dc77156d3dbc42ad62d38284fbc789e35f2e6f538",
+    "config-llm-worker-data-parallel": "b55a069690956bbce5b28a1f841b57404a72e45822aa2317308448b7ae3daf93",
+}
+PRESET_NAMES = tuple(PRESET_SHA256)
+PRESETS_RELDIR = "crds/samples/kserve-v0.20.0/presets-config-llmisvcconfig"
 PRESET_FILES = tuple(
-    SourceFile(f"samples/kserve-v0.20.0/presets-config-llmisvcconfig/{name}.yaml",
-               f"{_KSERVE}/config/llmisvcconfig/{name}.yaml")
-    for name in PRESET_NAMES
+    SourceFile(f"{PRESETS_RELDIR}/{name}.yaml", f"{_KSERVE}/config/llmisvcconfig/{name}.yaml", digest)
+    for name, digest in PRESET_SHA256.items()
 )
+
+SEED_FILES = tuple(
+    SourceFile(f"seed/manifests/{name}", f"{_SEED}/{name}", digest)
+    for name, digest in (
+        ("llmisvc-gpu-pattern3.yaml", "ebf5774ec914d9fb8a8abf942c6c495479d08765db9392b6cf294b04e91ae3c3"),
+        ("llmisvc-tpu-pattern3.yaml", "ca80015b66bce3a2bfdc8d9c9a20ffd1feca873ea1009262211547b4b592929c"),
+        ("llmisvc-tpu.yaml", "9a6c189401f789024c852fe99252eb56ad9b05b503ffb0c62b4c666a57bdf8a4"),
+        ("healthcheck-policies-pattern1.yaml", "26d0cae0db84404379880744494f300a97b9f95144f3b4a4995d2696a64b634c"),
+        ("healthcheck-policies-pattern3.yaml", "9931fa6cabbf7d9671f1d41c16873d5438151334eb6ff1f94d8fed6ee627aa05"),
+    )
+)
+UPSTREAM_FILES = {source.relpath: source for source in CRD_FILES + PRESET_FILES + SEED_FILES}
 
 
 class CrdError(RuntimeError):
     pass
 
 
+class UpstreamFileError(CrdError):
+    """A pinned upstream file is in no cache or mirror and cannot be downloaded, or its checksum differs."""
+
+
 # ---------------------------------------------------------------- sources
 
-def crds_root():
-    """shared/crds when present, else the download cache."""
-    if os.environ.get("LLM_SERVING_GKE_CRDS"):
-        return Path(os.environ["LLM_SERVING_GKE_CRDS"])
-    shared = config.REPO_ROOT.parent / "shared" / "crds"
-    return shared if shared.is_dir() else config.cache_dir() / "crds"
+def upstream_cache():
+    return config.cache_dir() / "upstream"
 
 
-def source_path(source):
-    """Local path of ``source``, downloading it from its pinned tag if it is not there."""
-    path = crds_root() / source.relpath
-    if path.is_file():
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def upstream_file(relpath):
+    """Local path of the pinned upstream file ``relpath`` (a key of UPSTREAM_FILES), with its checksum checked.
+
+    Order: the cache; a mirror folder (LLM_SERVING_GKE_MIRROR), copied into the cache; the pinned URL, downloaded
+    into the cache. Raises UpstreamFileError naming the file, the URL and how to provide it.
+    """
+    source = UPSTREAM_FILES.get(relpath)
+    if source is None:
+        raise UpstreamFileError(f"{relpath} is not a pinned upstream file (localcluster/crds.py UPSTREAM_FILES)")
+    path = upstream_cache() / source.relpath
+    if path.is_file() and _sha256(path.read_bytes()) == source.sha256:
         return path
+    problems = []
+    data = None
+    mirror = os.environ.get(MIRROR_ENV)
+    if mirror:
+        candidate = Path(mirror) / source.relpath
+        if candidate.is_file():
+            data = candidate.read_bytes()
+            if _sha256(data) != source.sha256:
+                problems.append(f"{candidate} has sha256 {_sha256(data)}, not the pinned {source.sha256}")
+                data = None
+        else:
+            problems.append(f"{candidate} does not exist ({MIRROR_ENV}={mirror})")
+    if data is None:
+        try:
+            with urllib.request.urlopen(source.url, timeout=20) as resp:  # noqa: S310 - pinned https URL
+                data = resp.read()
+        except (urllib.error.URLError, OSError) as exc:
+            problems.append(f"{source.url} cannot be downloaded ({exc})")
+        else:
+            if _sha256(data) != source.sha256:
+                problems.append(f"{source.url} has sha256 {_sha256(data)}, not the pinned {source.sha256}")
+                data = None
+    if data is None:
+        raise UpstreamFileError(
+            f"upstream file {source.relpath} is not in the cache {upstream_cache()} and cannot be fetched: "
+            + "; ".join(problems) + f". Allow the download, or set {MIRROR_ENV} to a folder holding the pinned files "
+            f"at the same relative paths (for example a copy of {upstream_cache()} from a machine with network).")
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with urllib.request.urlopen(source.url, timeout=20) as resp:  # noqa: S310 - pinned https URL
-            data = resp.read()
-    except (urllib.error.URLError, OSError) as exc:
-        raise CrdError(f"{path} is missing and {source.url} cannot be downloaded ({exc}). Provide the "
-                       "upstream files in ../shared/crds or set LLM_SERVING_GKE_CRDS to a folder with that "
-                       "layout.") from exc
     tmp = path.with_suffix(".part")
     tmp.write_bytes(data)
     tmp.replace(path)
     return path
+
+
+def source_path(source):
+    """Local path of ``source`` (a SourceFile), from the cache, a mirror or its pinned URL."""
+    return upstream_file(source.relpath)
+
+
+def presets_dir():
+    """The folder with KServe v0.20.0's presets (every file of PRESET_FILES fetched first)."""
+    for source in PRESET_FILES:
+        source_path(source)
+    return upstream_cache() / PRESETS_RELDIR
+
+
+def seed_manifest(name):
+    """Path of one seed manifest (llmisvc-gpu-pattern3.yaml, ...), see _SEED."""
+    return upstream_file(f"seed/manifests/{name}")
 
 
 def load_documents(path):

@@ -43,7 +43,8 @@ def gateway_url(local_cluster, k8s_api_client):
     try:
         addresses = wait_for(programmed, timeout=30, what="inference-gateway Programmed")
     except AssertionError:
-        pytest.skip("the gateway simulator has not programmed opendatahub/inference-gateway (is it running?)")
+        pytest.fail("the gateway simulator has not programmed opendatahub/inference-gateway within 30s "
+                    "(is it running?)")
     return f"http://{addresses[0]['value']}"
 
 
@@ -86,7 +87,7 @@ def replicas(k8s_api_client, namespace, gateway_url):
         ready_pod_ips(core, namespace, "app=t-epp", 1)
         return ready_pod_ips(core, namespace, "app=t-replica", REPLICAS)
     except AssertionError as exc:
-        pytest.skip(f"the node agent did not run the replicas: {exc}")
+        pytest.fail(f"the node agent did not run the replicas: {exc}")
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +214,7 @@ def test_default_health_check_on_slash_makes_vllm_unhealthy_until_a_policy_sets_
 def test_streaming_responses_pass_through(k8s_api_client, gateway_url, namespace, backends):
     custom = client.CustomObjectsApi(k8s_api_client)
     if not accepted(custom, namespace, "svc"):
-        pytest.skip("needs the svc route of the health-check test")
+        pytest.fail("the svc route of the health-check test is not Accepted (that test failed or did not run)")
     wait_for(lambda: requests.get(f"{gateway_url}/{namespace}/svc/health", timeout=5).status_code == 200)
     with requests.post(f"{gateway_url}/{namespace}/svc/v1/completions", stream=True, timeout=60,
                        json={"model": "qwen", "prompt": "count", "max_tokens": 5, "stream": True}) as resp:
@@ -272,7 +273,7 @@ def test_inference_pool_routing_has_higher_prefix_cache_hit_rate_than_round_robi
         k8s_api_client, gateway_url, namespace, backends):
     custom = client.CustomObjectsApi(k8s_api_client)
     if not accepted(custom, namespace, "svc"):
-        pytest.skip("needs the svc route of the health-check test")
+        pytest.fail("the svc route of the health-check test is not Accepted (that test failed or did not run)")
     create_route(custom, namespace, "pool", f"/{namespace}/pool",
                  {"group": POOL_GROUP, "kind": "InferencePool", "name": backends["pool"], "port": 8000})
     health_check_policy(custom, namespace, "pool-hc", "InferencePool", backends["pool"], group=POOL_GROUP)
@@ -315,7 +316,7 @@ def test_pool_fails_open_to_round_robin_when_the_endpoint_picker_is_down(
         k8s_api_client, gateway_url, namespace, backends):
     custom = client.CustomObjectsApi(k8s_api_client)
     if not accepted(custom, namespace, "pool"):
-        pytest.skip("needs the pool route of the hit-rate test")
+        pytest.fail("the pool route of the hit-rate test is not Accepted (that test failed or did not run)")
     apps, core = client.AppsV1Api(k8s_api_client), client.CoreV1Api(k8s_api_client)
     apps.patch_namespaced_deployment_scale("epp", namespace, {"spec": {"replicas": 0}})
     wait_for(lambda: not core.list_namespaced_pod(namespace, label_selector="app=t-epp").items, timeout=120,

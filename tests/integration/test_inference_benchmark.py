@@ -44,7 +44,7 @@ def vllm_url():
             time.sleep(0.3)
     else:
         process.kill()
-        pytest.skip("localcluster.vllm_sim did not start")
+        pytest.fail(f"localcluster.vllm_sim did not answer {url}/health (see its output above)")
     yield url
     process.terminate()
     process.wait(10)

@@ -1,13 +1,13 @@
 """The simulated KServe v0.20 llmisvc controller: children, status conditions and GKE failures.
 
-Uses the seed's GPU pattern (``shared/seed/manifests/llmisvc-gpu-pattern3.yaml``) with its vLLM args fixed
-(``--prefix-cache-block-size`` removed) and one replica. The NotReady -> Ready test also needs the node
-agent and the GKE simulator (it creates a T4 node pool); it is skipped with the reason when they are absent.
+Uses the seed's GPU pattern (``llmisvc-gpu-pattern3.yaml`` of johnahull/llm-d-xks-gke, pinned in
+localcluster/crds.py) with its vLLM args fixed (``--prefix-cache-block-size`` removed) and one replica. The
+NotReady -> Ready test also needs the node agent and the GKE simulator (it creates a T4 node pool); it fails with
+the reason when they are absent.
 """
 import copy
 import time
 import uuid
-from pathlib import Path
 
 import polling
 import pytest
@@ -16,10 +16,11 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from localcluster import crds
+
 pytestmark = pytest.mark.cluster
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-SEED_GPU = SHARED / "seed" / "manifests" / "llmisvc-gpu-pattern3.yaml"
+SEED_GPU = crds.seed_manifest("llmisvc-gpu-pattern3.yaml")
 GROUP, VERSION = "serving.kserve.io", "v1alpha2"
 POOL_GROUP = "inference.networking.k8s.io"
 GKE_MESSAGE = 'GWCER104: HTTPRoute "{ns}/{name}" is misconfigured, err: Timeouts are not supported.'
@@ -83,8 +84,6 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(local_cluster, k8s_api_client):
-    if not SEED_GPU.exists():
-        pytest.skip(f"seed manifests not found at {SEED_GPU}")
     core = client.CoreV1Api(k8s_api_client)
     namespace = f"t-ks-{uuid.uuid4().hex[:6]}"
     core.create_namespace({"metadata": {"name": namespace}})
@@ -106,7 +105,7 @@ def controller_running(cluster):
             cluster.namespace, label_selector="app.kubernetes.io/name=children").items, timeout=30,
             what="the Deployment of llmisvc children")
     except AssertionError:
-        pytest.skip("the simulated KServe controller created nothing within 30s (is kserve_controller running?)")
+        pytest.fail("the simulated KServe controller created nothing within 30s (is kserve_controller running?)")
     return "children"
 
 
@@ -314,9 +313,9 @@ def gpu_pool(local_cluster, cluster):
             time.sleep(2)
             created = gke_request(local_cluster, "POST", "/nodePools", body)
     except (requests.RequestException, KeyError) as exc:
-        pytest.skip(f"the GKE simulator is not reachable: {exc}")
+        pytest.fail(f"the GKE simulator is not reachable: {exc}")
     if created.status_code >= 300:
-        pytest.skip(f"the GKE simulator refused the T4 pool: {created.status_code} {created.text[:200]}")
+        pytest.fail(f"the GKE simulator refused the T4 pool: {created.status_code} {created.text[:200]}")
 
     def node_ready():
         nodes = cluster.core.list_node(label_selector=f"cloud.google.com/gke-nodepool={name}").items
@@ -326,7 +325,7 @@ def gpu_pool(local_cluster, cluster):
         wait_for(node_ready, timeout=120, what=f"node of pool {name} Ready")
     except AssertionError as exc:
         gke_request(local_cluster, "DELETE", f"/nodePools/{name}")
-        pytest.skip(f"no Ready T4 node (node agent / GKE simulator not running?): {exc}")
+        pytest.fail(f"no Ready T4 node (node agent / GKE simulator not running?): {exc}")
     yield name
     # GKE refuses a delete while another operation runs on the cluster ("incompatible operation"): retry
     wait_for(lambda: gke_request(local_cluster, "DELETE", f"/nodePools/{name}").status_code in (200, 404),
@@ -334,7 +333,7 @@ def gpu_pool(local_cluster, cluster):
 
 
 def route_preset_without_timeouts(cluster):
-    presets = SHARED / "crds" / "samples" / "kserve-v0.20.0" / "presets-config-llmisvcconfig"
+    presets = crds.presets_dir()
     with open(presets / "config-llm-router-route.yaml") as handle:
         preset = yaml.safe_load(handle)
     for rule in preset["spec"]["router"]["route"]["http"]["spec"]["rules"]:

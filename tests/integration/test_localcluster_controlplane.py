@@ -10,8 +10,6 @@ import requests
 import yaml
 from kubernetes.dynamic.exceptions import NotFoundError
 
-from localcluster.cluster import simulator_module_exists
-
 pytestmark = pytest.mark.cluster
 
 
@@ -121,13 +119,11 @@ def test_deployment_gets_a_replicaset_and_pod(k8s):
 
 
 def test_cpu_pod_is_bound_to_a_default_pool_node_by_the_scheduler(k8s, namespace):
-    if not simulator_module_exists("gke_api"):
-        pytest.skip("localcluster/gke_api.py (which creates the default-pool Nodes) is not written yet")
     nodes = k8s.resources.get(api_version="v1", kind="Node")
     selector = "cloud.google.com/gke-nodepool=default-pool"
     default_pool = _poll(lambda: nodes.get(label_selector=selector).items, 60)
     if not default_pool:
-        pytest.skip("the gke_api simulator has not created default-pool Nodes (is it running?)")
+        pytest.fail("the gke_api simulator has not created default-pool Nodes within 60s (is it running?)")
     pods = k8s.resources.get(api_version="v1", kind="Pod")
     pods.create(namespace=namespace, body={
         "metadata": {"name": "cpu-only"},

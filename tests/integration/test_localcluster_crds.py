@@ -3,7 +3,6 @@ import base64
 import copy
 import json
 import uuid
-from pathlib import Path
 
 import pytest
 import yaml
@@ -11,14 +10,12 @@ from kubernetes.dynamic.exceptions import DynamicApiError
 
 from localcluster import bootstrap, crds
 
-SEED = Path(__file__).resolve().parents[3] / "shared" / "seed" / "manifests"
 SEED_LLMISVCS = ("llmisvc-gpu-pattern3.yaml", "llmisvc-tpu-pattern3.yaml", "llmisvc-tpu.yaml")
 
 
 def _seed(name):
-    path = SEED / name
-    if not path.is_file():
-        pytest.skip(f"seed manifest {path} not available on this machine")
+    """A seed manifest (johnahull/llm-d-xks-gke, pinned in localcluster/crds.py; UpstreamFileError when missing)."""
+    path = crds.seed_manifest(name)
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 

@@ -24,9 +24,10 @@ pytestmark = pytest.mark.cluster
 @pytest.fixture
 def isolated(tmp_path):
     if "kube-apiserver" not in find_binaries().paths:
-        pytest.skip("no control-plane binaries (make control-plane)")
+        pytest.fail("no control-plane binaries: build them with make control-plane")
     if any(port_listening(p) for p in PORTS):
-        pytest.skip(f"ports {PORTS} are in use")
+        pytest.fail(f"ports {PORTS} of the isolated test cluster are in use (LOCALCLUSTER_PORT_OFFSET {OFFSET}): "
+                    "stop what listens there")
     env = {**os.environ, "LOCALCLUSTER_DIR": str(tmp_path / "lc"), "LOCALCLUSTER_PORT_OFFSET": str(OFFSET),
            "LOCALCLUSTER_SIMULATORS": "none", "GKE_API_PORT": "19080"}
     env.pop("LOCALCLUSTER_EXTERNAL_KUBECONFIG", None)

@@ -311,7 +311,8 @@ def test_container_logs_are_served_on_the_nodes_kubelet_port(core, node, timeout
     try:  # through the API server: needs --kubelet-preferred-address-types=InternalIP there
         via_api = core.read_namespaced_pod_log("logs", NAMESPACE, container="main")
     except ApiException as err:
-        pytest.skip(f"API server does not reach kubelet endpoints: {err.reason}")
+        pytest.fail(f"the API server does not reach the kubelet endpoint of the node agent (it needs "
+                    f"--kubelet-preferred-address-types=InternalIP): {err.reason}")
     assert "Application startup complete." in via_api
 
 

@@ -1,21 +1,18 @@
 """Preset selection, strategic merge and Go-template rendering of the simulated KServe controller."""
 import glob
 import os
-from pathlib import Path
 
 import pytest
 import yaml
 
+from localcluster import crds
 from localcluster import kserve_render as render
-
-SHARED = Path(__file__).resolve().parents[4] / "shared"  # ../shared next to the repository (read-only data)
-PRESETS_DIR = str(SHARED / "crds" / "samples" / "kserve-v0.20.0" / "presets-config-llmisvcconfig")
-SEED_GPU = str(SHARED / "seed" / "manifests" / "llmisvc-gpu-pattern3.yaml")
 
 
 def load_presets():
+    """KServe v0.20.0's presets, pinned in localcluster/crds.py (from the cache, a mirror or the download)."""
     presets = {}
-    for path in glob.glob(os.path.join(PRESETS_DIR, "config-*.yaml")):
+    for path in glob.glob(os.path.join(crds.presets_dir(), "config-*.yaml")):
         with open(path) as handle:
             for doc in yaml.safe_load_all(handle):
                 presets[doc["metadata"]["name"]] = doc
@@ -24,16 +21,13 @@ def load_presets():
 
 @pytest.fixture(scope="module")
 def presets():
-    if not os.path.isdir(PRESETS_DIR):
-        pytest.skip(f"upstream presets not found at {os.path.normpath(PRESETS_DIR)} (shared/crds is read-only data)")
     return load_presets()
 
 
 @pytest.fixture
 def seed_gpu():
-    if not os.path.exists(SEED_GPU):
-        pytest.skip("seed manifests not found")
-    with open(SEED_GPU) as handle:
+    """The seed's GPU manifest (johnahull/llm-d-xks-gke, pinned in localcluster/crds.py)."""
+    with open(crds.seed_manifest("llmisvc-gpu-pattern3.yaml")) as handle:
         return yaml.safe_load(handle)
 
 

@@ -1,23 +1,16 @@
 """What the simulated vLLM accepts on its command line, how pod commands resolve to it, and which images exist."""
 import base64
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 
-from localcluster import images, vllm_flags
-
-SEED = Path(__file__).resolve().parents[4] / "shared" / "seed" / "manifests"
-TEMPLATE = (Path(__file__).resolve().parents[4] / "shared" / "crds" / "samples" / "kserve-v0.20.0"
-            / "presets-config-llmisvcconfig" / "config-llm-template.yaml")
-
-requires_shared = pytest.mark.skipif(not (SEED.is_dir() and TEMPLATE.is_file()),
-                                     reason="needs ../shared (seed manifests and KServe presets)")
+from localcluster import crds, images, vllm_flags
 
 
 def seed_main_container(name):
-    manifest = yaml.safe_load((SEED / name).read_text())
+    """Main container of a seed manifest (johnahull/llm-d-xks-gke, pinned in localcluster/crds.py)."""
+    manifest = yaml.safe_load(crds.seed_manifest(name).read_text())
     return manifest["spec"]["template"]["containers"][0]
 
 
@@ -55,7 +48,6 @@ def test_vllm_serve_takes_the_model_positionally():
 
 # ---------------------------------------------------------------- command resolution
 
-@requires_shared
 def test_seed_tpu_command_parses():
     main = seed_main_container("llmisvc-tpu.yaml")
     prog, argv = vllm_flags.resolve_vllm_command(["/bin/bash", "-c"], main["args"], {})
@@ -65,7 +57,6 @@ def test_seed_tpu_command_parses():
     assert args.served_model_name is None  # the seed serves "/mnt/models"
 
 
-@requires_shared
 def test_seed_gpu_command_has_the_flag_vllm_rejects():
     main = seed_main_container("llmisvc-gpu-pattern3.yaml")
     prog, argv = vllm_flags.resolve_vllm_command(["/bin/bash", "-c"], main["args"], {})
@@ -76,7 +67,8 @@ def test_seed_gpu_command_has_the_flag_vllm_rejects():
 
 def _rendered_template_command(model="Qwen/Qwen2.5-3B-Instruct", namespace="ns"):
     """KServe's template command with its Go template rendered the simple way (TLS and TP off)."""
-    container = yaml.safe_load(TEMPLATE.read_text())["spec"]["template"]["containers"][0]
+    template = crds.presets_dir() / "config-llm-template.yaml"
+    container = yaml.safe_load(template.read_text())["spec"]["template"]["containers"][0]
     script = container["command"][2]
     script = script.replace("{{ .Spec.Model.Name }}", model).replace("{{ .ObjectMeta.Namespace }}", namespace)
     script = script.replace("{{ shutdownTimeout .Spec.Template 15 }}", "15")
@@ -85,7 +77,6 @@ def _rendered_template_command(model="Qwen/Qwen2.5-3B-Instruct", namespace="ns")
     return container["command"][:2] + ["\n".join(lines)] + container["command"][3:]
 
 
-@requires_shared
 def test_kserve_template_runs_vllm_serve_with_served_names_and_extra_args():
     command = _rendered_template_command()
     prog, argv = vllm_flags.resolve_vllm_command(command, ["--enable-prefix-caching"],
@@ -97,7 +88,6 @@ def test_kserve_template_runs_vllm_serve_with_served_names_and_extra_args():
     assert (args.max_model_len, args.enable_prefix_caching, args.disable_uvicorn_access_log) == (2048, True, True)
 
 
-@requires_shared
 def test_kserve_template_with_a_whole_command_as_args_fails():
     """Seed-style args (a full `python3 -m ...` string) under KServe's template become extra vllm serve args."""
     command = _rendered_template_command()

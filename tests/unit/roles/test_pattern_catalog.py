@@ -3,7 +3,8 @@
 One ansible-playbook run (module fixture) renders each pattern with the roles' own tasks
 (`pattern` role, then `llmisvc` tasks_from=render, no cluster) and records the manifests and
 the error messages of deliberately bad inputs; the tests validate them against the upstream
-KServe v0.20 CRD schemas from ../shared/crds and against the seed's known bugs.
+KServe v0.20 CRD schemas and against the known bugs of the seed manifests (both pinned in
+localcluster/crds.py).
 """
 import functools
 import json
@@ -15,15 +16,15 @@ import jsonschema
 import pytest
 import yaml
 
-from localcluster import cel
+from localcluster import cel, crds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-SHARED = os.path.join(os.path.dirname(ROOT), "shared")
-CRDS = os.path.join(SHARED, "crds", "kserve", "v0.20.0", "crd-full")
-PRESET = os.path.join(SHARED, "crds", "samples", "kserve-v0.20.0", "presets-config-llmisvcconfig",
-                      "config-llm-router-route.yaml")
-SEED_GPU = os.path.join(SHARED, "seed", "manifests", "llmisvc-gpu-pattern3.yaml")
-SEED_TPU = [os.path.join(SHARED, "seed", "manifests", n) for n in ("llmisvc-tpu.yaml", "llmisvc-tpu-pattern3.yaml")]
+# Pinned upstream files (localcluster/crds.py: from the cache, a mirror or the pinned download, checksum checked).
+CRDS = os.path.dirname(crds.source_path(crds.CRD_FILES[0]))  # KServe v0.20.0 config/crd/full/llmisvc
+crds.source_path(crds.CRD_FILES[1])  # the LLMInferenceServiceConfig CRD, same folder
+PRESET = os.path.join(crds.presets_dir(), "config-llm-router-route.yaml")
+SEED_GPU = str(crds.seed_manifest("llmisvc-gpu-pattern3.yaml"))
+SEED_TPU = [str(crds.seed_manifest(n)) for n in ("llmisvc-tpu.yaml", "llmisvc-tpu-pattern3.yaml")]
 
 with open(os.path.join(ROOT, "roles", "pattern", "defaults", "main.yml")) as fh:
     CATALOG = yaml.safe_load(fh)["pattern_catalog"]
