@@ -45,16 +45,13 @@ def test_every_report_says_where_the_figures_come_from(verification_report, meas
     assert run.report["benchmark"]["measured_on"] == measured_on
     assert markdown_row in run.markdown
     assert f"Throughput and latency {text}." in run.markdown
-
-
-def test_the_benchmark_charts_are_svg_files_beside_the_markdown(verification_report):
-    run = verification_report({"__verification_benchmark": BENCHMARK}, "-e", "verification_measured_on=gke")
+    # The benchmark charts: SVG files beside the Markdown, titled with the source, linked by relative paths.
     base = next(run.dir.glob("*.md")).name[:-3]
     files = {name: run.dir / f"{base}-{name}.svg" for name in ("throughput", "latency")}
     assert sorted(run.report["report_charts"]) == sorted(str(path) for path in files.values())
-    # Relative links, and the text chart is gone.
-    assert f"![Throughput per step (req/s, GKE)]({base}-throughput.svg)" in run.markdown
-    assert f"![p95 latency per step (ms, GKE)]({base}-latency.svg)" in run.markdown
+    source = "GKE" if measured_on == "gke" else "local simulator, not GKE"
+    assert f"![Throughput per step (req/s, {source})]({base}-throughput.svg)" in run.markdown
+    assert f"![p95 latency per step (ms, {source})]({base}-latency.svg)" in run.markdown
     assert "throughput (req/s)" not in run.markdown
     # The charts plot the numbers of the report's table.
     assert "| c=4 | 16 | 100.0 % | 31.75 |" in run.markdown
