@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Client overhead: this collection's load generator vs the seed's benchmark method, on one CPU core.
 
-A benchmark client must not be the bottleneck. The seed's ``benchmark-vllm.py`` (seed-workflow.md 3.4) used a
+A benchmark client must not be the bottleneck. The seed's ``benchmark-vllm.py`` (johnahull/llm-d-xks-gke @7630140c,
+``deployments/llm-d-infra-xks-gke-tpu-native-gateway/scripts/benchmark-vllm.py``) used a
 ThreadPoolExecutor with 20 workers and one shared ``requests.Session``, non-streaming. This script serves
 completions from a zero-latency local server and drives it from a client process pinned to one core
 (os.sched_setaffinity; the server gets another core), first with the seed's method, then with
@@ -185,7 +186,8 @@ def start_nginx(port, workdir, cores):
 
 
 def seed_method(base_url, count, concurrency):
-    """seed-workflow.md 3.4: ThreadPoolExecutor + one requests.Session, stream=false, success = choices[0].text."""
+    """The seed's benchmark-vllm.py: ThreadPoolExecutor + one requests.Session, stream=false, success =
+    choices[0].text."""
     session = requests.Session()
     body = {"model": MODEL, "prompt": PROMPT, "max_tokens": MAX_TOKENS, "temperature": 0.7}
 

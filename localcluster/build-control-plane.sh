@@ -3,7 +3,8 @@
 # Debian bookworm's `kubernetes` source package (no prebuilt control plane is
 # reachable offline). Result is cached outside the repository:
 #   ${LLM_SERVING_GKE_CACHE:-~/.cache/llm-serving-gke}/kubernetes-v1.20.2/bin
-# Facts behind each step: shared/reference/local-test-infrastructure.md section 3.
+# Debian packages only kubectl from this tree (https://packages.debian.org/source/bookworm/kubernetes); the
+# servers build from it in GOPATH/vendor mode with GOPROXY=off, as its debian/rules does.
 set -euo pipefail
 
 CACHE="${LLM_SERVING_GKE_CACHE:-$HOME/.cache/llm-serving-gke}"

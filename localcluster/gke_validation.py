@@ -205,7 +205,9 @@ def check_autoscaling(autoscaling, field):
 
 
 def check_tpu_slice(machine, placement, autoscaling, initial):
-    """TPU slice rules seen on GKE (seed-workflow.md I-19): size first, then the topology itself."""
+    """TPU slice rules of GKE, size first, then the topology itself: GKE answered "Maximum node count 3 is not a valid
+    size of TPU pod slice with topology 2x2x1" and "Could not find TPU topology 2x2x1 for machine type
+    ct6e-standard-4t" (johnahull/rhaii-on-xks-gke, commits 1db302b and a87de6d)."""
     topology = placement.get("tpuTopology")
     tpu = gke_catalog.tpu_of(machine)
     if not topology:

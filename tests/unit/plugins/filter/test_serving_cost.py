@@ -84,7 +84,8 @@ def test_built_in_books_exist_with_source_and_date():
 
 
 @pytest.mark.parametrize("book, pattern, daily", [
-    # peers-and-prices.md 3.2: P1 $268 / $295 per day, P3 TPU $787 / $865, P3 GPU $48.0 / $51.6 with system nodes
+    # The books' list prices (each book names its source): P1 $268 / $295 per day, P3 TPU $787 / $865, P3 GPU $48.0 /
+    # $51.6 with system nodes
     ("gcp-on-demand-us-central1", P1_TPU, 268.32),
     ("gcp-on-demand-europe-west4", P1_TPU, 295.16),
     ("gcp-on-demand-us-central1", P3_TPU, 786.72),
