@@ -144,13 +144,16 @@ def main(argv=None):
         print(f"[{mode}] up, {args.rounds} rounds, down ...", flush=True)
         results[mode] = run_mode(mode, args)
         print(f"[{mode}] up {results[mode][0]:.1f}s ({results[mode][1]})", flush=True)
-    (up_without, _, without), (up_with, _, with_) = results["none"], results["cel_webhook"]
-    print(f"\n{'what':34} {'without':>12} {'with webhook':>14} {'ratio':>7}")
-    print(f"{'cluster up (warm)':34} {up_without:>11.1f}s {up_with:>13.1f}s {up_with / up_without:>7.2f}")
+    (up_without, phases_without, without), (up_with, phases_with, with_) = results["none"], results["cel_webhook"]
+    print(f"\n{'what':46} {'without':>12} {'with webhook':>14} {'ratio':>7}")
+    print(f"{'cluster up (warm)':46} {up_without:>11.1f}s {up_with:>13.1f}s {up_with / up_without:>7.2f}")
+    admission = [float(m.group(1)) if (m := re.search(r"admission ([\d.]+)s", p)) else float("nan")
+                 for p in (phases_without, phases_with)]
+    print(f"{'  of which the admission phase':46} {admission[0]:>11.1f}s {admission[1]:>13.1f}s")
     for key in without:
         for stat, fn in (("median", statistics.median), ("max", max)):
             a, b = fn(without[key]) * 1000, fn(with_[key]) * 1000
-            print(f"{key + ' ' + stat:34} {a:>10.0f}ms {b:>12.0f}ms {b / a:>7.2f}")
+            print(f"{key + ' ' + stat:46} {a:>10.0f}ms {b:>12.0f}ms {b / a:>7.2f}")
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
     print(json.dumps({mode: {"up_seconds": round(r[0], 1), "phases": r[1]} for mode, r in results.items()}))
     return 0
