@@ -1,4 +1,4 @@
-"""Load generator against a small in-process OpenAI-compatible server, and its statistics."""
+"""Load generator against a small in-process OpenAI-compatible server."""
 import asyncio
 import json
 import threading
@@ -7,8 +7,6 @@ import pytest
 from aiohttp import web
 
 from ansible_collections.llm_serving.gke.plugins.module_utils import inference_load as load
-from ansible_collections.llm_serving.gke.plugins.module_utils import inference_metrics as metrics
-from ansible_collections.llm_serving.gke.plugins.module_utils import inference_stats as stats
 from ansible_collections.llm_serving.gke.plugins.module_utils import inference_workload as workload
 
 
@@ -201,86 +199,3 @@ def test_unreachable_metrics_endpoint_is_reported_not_fatal(server):
     cache = result["steps"][0]["cache"]
     assert cache["hit_rate"] is None and "127.0.0.1:9" in next(iter(cache["errors"]))
     assert result["steps"][0]["successful"] == 2
-
-
-def test_prompt_sources():
-    cfg = config("http://x", workload="shared_prefix", shared_prefix_tokens=40, prefix_groups=2)
-    prompts = workload.PromptSource(cfg)
-    generated = [prompts.next_prompt() for _unused in range(40)]
-    prefixes = {prompt.split(" Question")[0] for prompt in generated}
-    assert len(prefixes) == 2
-    assert all(len(prefix.split()) > workload.KV_BLOCK_TOKENS for prefix in prefixes)
-    assert len(set(generated)) == 40  # the question after the prefix is unique
-    distinct = workload.PromptSource(config("http://x"))
-    a, b = distinct.next_prompt(), distinct.next_prompt()
-    assert a.split()[:2] != b.split()[:2]
-
-
-@pytest.mark.parametrize("overrides, message", [
-    ({"workload": "shared_prefix", "shared_prefix_tokens": 16}, "shared_prefix_tokens must be longer than one 16"),
-    ({"concurrency": [0]}, "concurrency entries must be positive integers"),
-    ({"load_model": "poisson", "request_rates": []}, "request_rates must list at least one step"),
-    ({"load_model": "closed"}, "load_model must be one of"),
-    ({"base_url": "127.0.0.1:8000"}, "base_url must start with http"),
-    ({"max_requests_per_step": None, "duration_seconds": 0}, "set duration_seconds or max_requests_per_step"),
-    ({"max_tokens": True}, "max_tokens must be a positive whole number"),
-    ({"warmup_seconds": -1}, "warmup_seconds must be a non-negative number"),
-])
-def test_bad_settings_name_the_option(overrides, message):
-    with pytest.raises(workload.BenchmarkConfigError, match=message):
-        config("http://127.0.0.1:1", **overrides)
-
-
-def test_percentile_interpolates_like_numpy():
-    values = [1.0, 2.0, 3.0, 4.0, 5.0]
-    assert stats.percentile(values, 50) == 3.0
-    assert stats.percentile(values, 90) == pytest.approx(4.6)
-    assert stats.percentile(values, 99) == pytest.approx(4.96)
-    assert stats.percentile([7.0], 95) == 7.0
-    assert stats.percentile([], 50) is None
-
-
-def test_distribution_in_milliseconds():
-    dist = stats.distribution_ms([0.1, 0.2, None, 0.3])
-    assert dist["count"] == 3
-    assert dist["p50"] == pytest.approx(200.0) and dist["mean"] == pytest.approx(200.0)
-    assert dist["min"] == pytest.approx(100.0) and dist["max"] == pytest.approx(300.0)
-
-
-def test_summary_of_records_uses_successes_for_throughput():
-    records = [
-        {"ok": True, "start_s": 0.0, "e2e_s": 1.0, "ttft_s": 0.1, "itl_s": [0.3, 0.3, 0.3], "output_tokens": 4,
-         "error": None, "error_detail": None},
-        {"ok": True, "start_s": 1.0, "e2e_s": 1.0, "ttft_s": 0.2, "itl_s": [0.2], "output_tokens": 2,
-         "error": None, "error_detail": None},
-        {"ok": False, "start_s": 0.5, "e2e_s": 0.1, "ttft_s": None, "itl_s": [], "output_tokens": 0,
-         "error": "timeout", "error_detail": None},
-    ]
-    step = stats.summarize_step(records, {"concurrency": 2}, window_start=0.0)
-    assert step["duration_s"] == pytest.approx(2.0)
-    assert step["requests_per_s"] == pytest.approx(1.0)
-    assert step["output_tokens_per_s"] == pytest.approx(3.0)
-    assert step["success_rate"] == pytest.approx(2 / 3)
-    assert step["tpot_ms"]["p50"] == pytest.approx(550.0)  # median of (1.0-0.1)/3=300 ms and (1.0-0.2)/1=800 ms
-    assert step["errors"] == {"timeout": 1}
-
-
-def test_prometheus_parsing_and_cache_deltas():
-    text = (
-        "# TYPE vllm:prefix_cache_hits_total counter\n"
-        'vllm:prefix_cache_hits_total{engine="0"} 10\n'
-        'vllm:prefix_cache_hits_total{engine="1"} 5\n'
-        "vllm:prefix_cache_queries_total 100\n"
-        'vllm:request_success_total{finished_reason="stop"} 3\n'
-        "garbage line\n"
-    )
-    counters = metrics.replica_counters(metrics.parse_prometheus(text))
-    assert counters == {"prefix_cache_hits": 15.0, "prefix_cache_queries": 100.0, "requests": 3.0}
-    before = {"a": counters, "b": {"prefix_cache_hits": 0.0, "prefix_cache_queries": 0.0, "requests": 0.0}}
-    after = {"a": {"prefix_cache_hits": 45.0, "prefix_cache_queries": 200.0, "requests": 9.0},
-             "b": {"prefix_cache_hits": 10.0, "prefix_cache_queries": 100.0, "requests": 2.0}}
-    report = metrics.cache_report(before, after)
-    assert report["hit_rate"] == pytest.approx(40.0 / 200.0)
-    assert report["replicas"]["a"]["hit_rate"] == pytest.approx(0.3)
-    assert report["replicas"]["a"]["request_share"] == pytest.approx(0.75)
-    assert report["replicas"]["b"]["request_share"] == pytest.approx(0.25)

@@ -1,4 +1,5 @@
-"""The benchmark's cache hit rate reads the metric names the image's vLLM exposes (V0 on a T4, V1 elsewhere)."""
+"""Replica metrics (inference_metrics): Prometheus parsing, cache deltas, and the metric names the image's vLLM
+exposes (V0 on a T4, V1 elsewhere)."""
 import pytest
 
 from ansible_collections.llm_serving.gke.plugins.module_utils import inference_metrics as metrics
@@ -38,3 +39,24 @@ def test_metric_names_come_from_the_version_table():
     assert vllm_versions.METRIC_ROLES["prefix_cache_hit_rate"] == metrics.PREFIX_HIT_RATE_METRICS
     assert vllm_versions.metric_names("0.8.4", "nvidia-tesla-t4")["prefix_cache_hit_rate"] is None  # hidden
     assert vllm_versions.metric_names("0.12.0", "nvidia-tesla-t4")["kv_cache_usage"] == "vllm:kv_cache_usage_perc"
+
+
+def test_prometheus_parsing_and_cache_deltas():
+    text = (
+        "# TYPE vllm:prefix_cache_hits_total counter\n"
+        'vllm:prefix_cache_hits_total{engine="0"} 10\n'
+        'vllm:prefix_cache_hits_total{engine="1"} 5\n'
+        "vllm:prefix_cache_queries_total 100\n"
+        'vllm:request_success_total{finished_reason="stop"} 3\n'
+        "garbage line\n"
+    )
+    counters = metrics.replica_counters(metrics.parse_prometheus(text))
+    assert counters == {"prefix_cache_hits": 15.0, "prefix_cache_queries": 100.0, "requests": 3.0}
+    before = {"a": counters, "b": {"prefix_cache_hits": 0.0, "prefix_cache_queries": 0.0, "requests": 0.0}}
+    after = {"a": {"prefix_cache_hits": 45.0, "prefix_cache_queries": 200.0, "requests": 9.0},
+             "b": {"prefix_cache_hits": 10.0, "prefix_cache_queries": 100.0, "requests": 2.0}}
+    report = metrics.cache_report(before, after)
+    assert report["hit_rate"] == pytest.approx(40.0 / 200.0)
+    assert report["replicas"]["a"]["hit_rate"] == pytest.approx(0.3)
+    assert report["replicas"]["a"]["request_share"] == pytest.approx(0.75)
+    assert report["replicas"]["b"]["request_share"] == pytest.approx(0.25)
