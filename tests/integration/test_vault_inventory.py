@@ -62,3 +62,15 @@ def test_vault_token_reaches_the_secret_and_not_the_output(run_playbook, vault_i
     secret = CoreV1Api(k8s_api_client).read_namespaced_secret("hf-token", namespace)
     assert base64.b64decode(secret.data["HF_TOKEN"]).decode() == vault_inventory["token"]
     assert vault_inventory["token"] not in result.stdout + result.stderr
+
+
+def test_pattern_without_pull_secret_makes_none(run_playbook, namespace, k8s_api_client):
+    """pattern_image_source=public sets pull_secret to '': the secrets role must not look for a registry login (the
+    source Secret named here does not exist, which would fail a pull secret copy)."""
+    extra = {"secrets_namespaces": [namespace], "pattern_resolved": {"namespace": namespace, "pull_secret": ""},
+             "secrets_pull_secret_source_name": "no-such-secret"}
+    result = run_playbook(PLAYBOOK, extra)
+    assert result.rc == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    names = [s.metadata.name for s in CoreV1Api(k8s_api_client).list_namespaced_secret(namespace).items
+             if s.type != "kubernetes.io/service-account-token"]
+    assert names == ["hf-token"]
