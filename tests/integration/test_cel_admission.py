@@ -20,11 +20,13 @@ TIMEOUT_MESSAGE = "backendRequest timeout cannot be longer than request timeout"
 pytestmark = pytest.mark.cluster
 
 
-def _route(namespace, name="r", path="/v1", timeouts=None):
+def _route(namespace, name="r", path="/v1", timeouts=None, filters=None):
     rule = {"matches": [{"path": {"type": "PathPrefix", "value": path}}],
             "backendRefs": [{"name": "svc", "port": 8000}]}
     if timeouts:
         rule["timeouts"] = timeouts
+    if filters:
+        rule["filters"] = filters
     return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
             "metadata": {"name": name, "namespace": namespace},
             "spec": {"parentRefs": [{"name": "inference-gateway", "namespace": "opendatahub"}], "rules": [rule]}}
@@ -54,13 +56,16 @@ def test_status_counts_every_rule_as_evaluated(local_cluster):
 
 
 def test_kubectl_create_refused_with_the_rules_messages_and_valid_one_admitted(local_cluster, namespace):
-    bad = _route(namespace, "bad", path="v1", timeouts={"request": "10s", "backendRequest": "30s"})
+    bad = _route(namespace, "bad", path="v1", timeouts={"request": "10s", "backendRequest": "30s"},
+                 filters=[{"type": "RequestRedirect", "requestRedirect": {"scheme": "https"}}])
     proc = _kubectl(local_cluster, "apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(bad))
     # kubectl prints the causes, as it does for kube-apiserver's own CEL refusals on GKE (it shortens long ones).
     assert proc.returncode != 0
     assert proc.stderr.startswith('The HTTPRoute "bad" is invalid: \n')
     assert '* spec.rules[0].matches[0].path: Invalid value: "object": value must be an absolute' in proc.stderr
     assert f'* spec.rules[0].timeouts: Invalid value: "object": {TIMEOUT_MESSAGE}' in proc.stderr
+    assert ('* spec.rules[0]: Invalid value: "object": RequestRedirect filter must not be used together with '
+            "backendRefs") in proc.stderr
     good = _route(namespace, "good", timeouts={"request": "30s", "backendRequest": "10s"})
     proc = _kubectl(local_cluster, "apply", "-f", "-", stdin=yaml.safe_dump(good))
     assert proc.returncode == 0, proc.stderr
@@ -121,14 +126,14 @@ def test_gateway_inference_pool_and_llmisvc_route(k8s, namespace):
     status = _refused(k8s, pool, namespace)
     assert status["message"].endswith('"p" is invalid: spec.targetPorts: Invalid value: "array": '
                                       "port number must be unique")
-    route_spec = _route(namespace, path="/a/../b")["spec"]
+    route_spec = _route(namespace, path="/a/../b", timeouts={"request": "5s", "backendRequest": "10s"})["spec"]
     llmisvc = {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "LLMInferenceService",
                "metadata": {"name": "m", "namespace": namespace},
                "spec": {"model": {"uri": "hf://Qwen/Qwen2.5-3B-Instruct"},
                         "router": {"route": {"http": {"spec": route_spec}}}}}
     status = _refused(k8s, llmisvc, namespace)
-    assert [c["field"] for c in status["details"]["causes"]] == [
-        "spec.router.route.http.spec.rules[0].matches[0].path"]
+    assert sorted(c["field"] for c in status["details"]["causes"]) == [
+        "spec.router.route.http.spec.rules[0].matches[0].path", "spec.router.route.http.spec.rules[0].timeouts"]
     assert "must not contain '/../' when type one of ['Exact', 'PathPrefix']" in status["message"]
 
 
