@@ -137,9 +137,10 @@ def test_pattern_deploys_ready_reruns_unchanged_checks_and_deletes(
 
 
 def _name(result):
-    """The llmisvc name from the role's apply loop labels in the output."""
-    line = next(line for line in result.stdout.splitlines() if "(item=LLMInferenceService " in line)
-    return line.split("(item=LLMInferenceService ", 1)[1].split(")")[0].split("/")[1]
+    """The llmisvc name from the run's output (task names of the llmisvc role end with it)."""
+    marker = "llm_serving.gke.llmisvc : Check whether the llmisvc is Ready already - "
+    line = next(line for line in result.stdout.splitlines() if marker in line)
+    return line.split(marker, 1)[1].split("]", 1)[0]
 
 
 def test_seed_gpu_flags_are_refused_before_apply(run_playbook, k8s, namespace):
