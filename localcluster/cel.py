@@ -654,7 +654,8 @@ def error_message(obj, errors, kind=None, group=None):
     group = group if group is not None else obj.get("apiVersion", "").rpartition("/")[0]
     qualified = f"{kind}.{group}" if group else kind
     name = (obj.get("metadata") or {}).get("name", "")
-    text = str(errors[0]) if len(errors) == 1 else "[" + ", ".join(str(e) for e in errors) + "]"
+    texts = list(dict.fromkeys(str(e) for e in errors))  # field.ErrorList.ToAggregate drops duplicates
+    text = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
     return f"{qualified} {json.dumps(name)} is invalid: {text}"
 
 

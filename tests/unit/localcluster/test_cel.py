@@ -256,3 +256,9 @@ def test_number_fields_are_doubles():
     reg = cel.Registry([_crd([{"rule": "self.x > 0.5", "message": "x"}], {"x": {"type": "number"}})])
     assert reg.validate(_thing(x=1)) == []
     assert [e.detail for e in reg.validate(_thing(x=0))] == ["x"]
+
+
+def test_aggregate_message_drops_duplicates_like_kube_apiserver():
+    errors = [cel.FieldError("FieldValueInvalid", "spec", "object", "m")] * 2
+    assert cel.error_message(ROUTE, errors) == \
+        'HTTPRoute.gateway.networking.k8s.io "r" is invalid: spec: Invalid value: "object": m'
