@@ -16,7 +16,6 @@ Rules that cannot be compiled or evaluated here are written, with CRD, path, rul
 import base64
 import json
 import os
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -238,10 +237,12 @@ def main():
     if registered:
         action = register(kube, webhook_configuration(registry, config.CEL_WEBHOOK_PORT, ca_pem))
         ok, why = wait_enforced(kube)
-        if not ok:
+        while not ok:
+            # Keep serving (with failurePolicy Fail, an exit would make every write of these kinds fail) but do not
+            # report ready: `up` names this component and quotes this line.
             log(f"ERROR: ValidatingWebhookConfiguration {CONFIGURATION_NAME} {action} but the API server does not "
-                f"call https://127.0.0.1:{config.CEL_WEBHOOK_PORT}/validate: {why}")
-            sys.exit(1)
+                f"call https://127.0.0.1:{config.CEL_WEBHOOK_PORT}/validate yet: {why}")
+            ok, why = wait_enforced(kube)
         log(f"ValidatingWebhookConfiguration {CONFIGURATION_NAME} {action}; enforced for {', '.join(registry.crds)}")
     else:
         unregister(kube)

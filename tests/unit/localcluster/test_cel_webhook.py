@@ -189,3 +189,28 @@ def test_up_restarts_a_running_webhook_whose_registration_was_removed(monkeypatc
     assert events == [("stop", "cel_webhook"), ("start", "cel_webhook")]
     running["cel_webhook"], events[:] = True, []
     assert lc.start_admission({}, FakeKube(existing=True)) == [] and events == []
+
+
+def test_ready_only_once_the_api_server_calls_the_webhook(monkeypatch):
+    monkeypatch.setattr(cel_webhook.time, "sleep", lambda _: None)
+
+    class Refusal(Exception):
+        body = ('{"message": "admission webhook \\"cel.localcluster.llm-serving-gke.io\\" denied the request: '
+                "... value must be an absolute path ...\"}")
+
+    class ProbeKube:
+        def __init__(self, admitted_first):
+            self.calls, self.admitted_first = 0, admitted_first
+
+        def request(self, method, path, body=None, query_params=None):
+            self.calls += 1
+            assert method == "POST" and query_params == [("dryRun", "All")] and body == cel_webhook.PROBE_ROUTE
+            if self.calls <= self.admitted_first:
+                return {}
+            raise Refusal()
+
+    kube = ProbeKube(admitted_first=2)
+    assert cel_webhook.wait_enforced(kube, timeout=5) == (True, "")
+    assert kube.calls == 3
+    ok, why = cel_webhook.wait_enforced(ProbeKube(admitted_first=10 ** 6), timeout=0.05)
+    assert not ok and why == "the API server admitted the invalid probe HTTPRoute"
