@@ -46,7 +46,7 @@ def _docs(path):
 
 
 def test_files_under_the_default_directory(gpu_plan):
-    plan, _ = gpu_plan
+    plan = gpu_plan[0]
     assert sorted(str(p.relative_to(plan)) for p in plan.rglob("*") if p.is_file()) == [
         "commands.sh", "manifests/10-namespace-secrets.yaml", "manifests/20-llmisvc.yaml",
         "manifests/30-gke-policies.yaml"]
@@ -71,7 +71,7 @@ def test_manifests_are_the_llmisvc_render_and_secrets_are_redacted(gpu_plan):
 
 
 def test_commands_are_gcloud_from_the_module_spec_then_kubectl_apply(gpu_plan):
-    plan, _ = gpu_plan
+    plan = gpu_plan[0]
     lines = [line for line in (plan / "commands.sh").read_text().splitlines() if line and not line.startswith("#")]
     gcloud = shlex.split(next(line for line in lines if line.startswith("gcloud ")))
     assert gcloud[:5] == ["gcloud", "container", "node-pools", "create", "gpu-t4-pool"]

@@ -51,7 +51,7 @@ def test_every_flag_comes_from_the_module_body():
     argv = gc.node_pool_create_argv(params, "c", "europe-west4")
     assert f"--num-nodes={body['initialNodeCount']}" in argv
     assert "--reservation-affinity=specific" in argv and "--reservation=r1" in argv
-    mapped = {path for path, _ in gc.NODE_POOL_FLAGS}
+    mapped = {entry[0] for entry in gc.NODE_POOL_FLAGS}
     top_level = {(k,) for k in body if k not in ("name", "config", "placementPolicy")}
     config = {("config", k) for k in body["config"]}
     assert top_level | config <= mapped
