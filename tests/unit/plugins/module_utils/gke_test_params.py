@@ -54,7 +54,7 @@ class Clock:
 def client_for(fake, timeout=600, clock=None):
     clock = clock or Clock()
     return gkc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke", compute_endpoint="http://gce",
-                              timeout=timeout, clock=clock, sleep=clock.sleep), clock
+                               timeout=timeout, clock=clock, sleep=clock.sleep), clock
 
 
 def reconcile(fake, p, check_mode=False, timeout=600):

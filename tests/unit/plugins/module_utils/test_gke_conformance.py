@@ -54,8 +54,8 @@ class SimTransport:
 def sim_client(api, timeout=60):
     transport = SimTransport(api)
     client = gkc.ContainerClient(transport, "proj", "europe-west4-a", "c1", endpoint="http://gke",
-                                compute_endpoint="http://gce", timeout=timeout, initial_delay=0.01, max_delay=0.05,
-                                poll_interval=0.01, max_poll_interval=0.05)
+                                 compute_endpoint="http://gce", timeout=timeout, initial_delay=0.01, max_delay=0.05,
+                                 poll_interval=0.01, max_poll_interval=0.05)
     return client, transport
 
 
@@ -147,10 +147,10 @@ def test_pool_that_never_comes_to_rest_times_out_naming_it():
     fake.pools["p"]["status"] = "RECONCILING"
     clock = {"now": 0.0}
     client = gkc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke", timeout=30,
-                                clock=lambda: clock["now"], sleep=lambda s: clock.__setitem__("now", clock["now"] + s))
+                                 clock=lambda: clock["now"], sleep=lambda s: clock.__setitem__("now", clock["now"] + s))
     with pytest.raises(errs.GkeError) as err:
         rec.NodePoolReconciler(client, params(name="p", machine_type="n1-standard-4", project="p1",
-                                             labels={"a": "b"})).run()
+                                              labels={"a": "b"})).run()
     assert err.value.kind == "timeout" and "'p'" in err.value.message and "RECONCILING" in err.value.message
     assert fake.writes() == []
 
@@ -162,7 +162,7 @@ def test_permanent_failed_precondition_is_reported_at_timeout_with_the_api_text(
                 times=1000)
     clock = {"now": 0.0}
     client = gkc.ContainerClient(fake, "p1", "europe-west4-a", "c1", endpoint="http://gke", timeout=60,
-                                clock=lambda: clock["now"], sleep=lambda s: clock.__setitem__("now", clock["now"] + s))
+                                 clock=lambda: clock["now"], sleep=lambda s: clock.__setitem__("now", clock["now"] + s))
     with pytest.raises(errs.GkeError) as err:
         rec.NodePoolReconciler(client, params(machine_type="n1-standard-4", project="p1")).run()
     assert err.value.kind == "in_progress" and "operation-7 is currently upgrading" in err.value.message
@@ -204,7 +204,7 @@ def test_changing_only_max_keeps_min_and_location_policy_on_gke(api):
 
 def test_enabling_autoscaling_with_only_max_sends_no_stale_values():
     body = spec.autoscaling_body({"enabled": True, "min_node_count": None, "max_node_count": 3,
-                                "location_policy": None}, {"enabled": False})
+                                  "location_policy": None}, {"enabled": False})
     assert body == {"enabled": True, "maxNodeCount": 3}
 
 
@@ -511,7 +511,7 @@ def test_really_immutable_fields_still_need_recreate(api):
 
 def test_tpu_to_gpu_machine_type_is_a_recreate():
     changes = spec.compute_diff(spec.desired_view(params(machine_type="n1-standard-4")),
-                              spec.current_view({"config": {"machineType": "ct6e-standard-4t"}}))
+                                spec.current_view({"config": {"machineType": "ct6e-standard-4t"}}))
     assert [(c["field"], c["verb"]) for c in changes] == [("machine_type", "recreate")]
 
 

@@ -24,7 +24,7 @@ def test_check_mode_sends_no_write_and_predicts_the_change():
     assert result["changed"] and fake.writes() == []
     assert result["diff"]["before"] == {} and result["diff"]["after"]["machine_type"] == "n1-standard-4"
     fake.add_pool(spec.build_node_pool(t4_params(autoscaling={"enabled": True, "min_node_count": 0,
-                                                            "max_node_count": 1})))
+                                                              "max_node_count": 1})))
     result, _unused = reconcile(fake, t4_params(), check_mode=True)
     assert result["changed"] and fake.writes() == []
     assert result["diff"]["before"]["autoscaling"]["max_node_count"] == 1
@@ -34,7 +34,7 @@ def test_check_mode_sends_no_write_and_predicts_the_change():
 def test_existing_pool_max_nodes_uses_set_autoscaling_only():
     fake = FakeGke()
     fake.add_pool(spec.build_node_pool(t4_params(autoscaling={"enabled": True, "min_node_count": 0,
-                                                            "max_node_count": 1})))
+                                                              "max_node_count": 1})))
     result = reconcile(fake, t4_params(autoscaling={"enabled": True, "min_node_count": 0, "max_node_count": 3}))[0]
     assert fake.writes() == [("POST", "/v1/projects/p1/locations/europe-west4-a/clusters/c1/nodePools/"
                                       "gpu-t4-pool:setAutoscaling")]

@@ -25,7 +25,7 @@ def test_gpu_pool_request_carries_count_as_int64_string_and_driver_version():
 
 def test_multi_host_topology_goes_into_placement_policy():
     body = spec.build_node_pool(tpu_params(tpu_topology="4x4", autoscaling={"enabled": True, "min_node_count": 0,
-                                                                          "max_node_count": 4}))
+                                                                            "max_node_count": 4}))
     assert body["placementPolicy"] == {"tpuTopology": "4x4"}
 
 
@@ -47,7 +47,7 @@ def test_multi_host_pool_is_exactly_one_slice():
     with pytest.raises(errs.GkeError, match="max_node_count must be 4"):
         spec.validate_params(tpu_params(tpu_topology="4x4"))  # max_node_count 3
     spec.validate_params(tpu_params(tpu_topology="4x4", autoscaling={"enabled": True, "min_node_count": 0,
-                                                                   "max_node_count": 4}))
+                                                                     "max_node_count": 4}))
 
 
 def test_tpu_accelerator_and_bad_autoscaling_are_refused():
