@@ -191,8 +191,8 @@ def shortfall_text(shortfall):
 def refusal_message(project, region, result, new_nodes, what=None):
     """The failure message of a run that would not fit: metric, region, needed vs available, and what to do."""
     metrics = ", ".join(s["metric"] for s in result["shortfalls"])
-    subject = f" for {what}" if what else ""
-    return (f"Not enough regional quota in {region} (project {project}){subject}: {new_nodes} new node(s) need "
+    subject = f" of {what}" if what else ""
+    return (f"Not enough regional quota in {region} (project {project}) for {new_nodes} new node(s){subject}: "
             + "; ".join(shortfall_text(s) for s in result["shortfalls"])
             + f". Nothing was created. Request more {metrics} quota "
             f"(https://console.cloud.google.com/iam-admin/quotas?project={project}), free some (other node pools "

@@ -114,6 +114,7 @@ def test_counts_must_be_whole_numbers(bad):
 def test_refusal_names_metric_region_needed_and_available():
     result = gce_quota.fit(gce_quota.quota_table(REGION), t4_requirements(), 3)
     msg = gce_quota.refusal_message("p1", "europe-west4", result, 3, "pattern p3-gpu")
-    assert msg.startswith("Not enough regional quota in europe-west4 (project p1) for pattern p3-gpu: 3 new node(s)")
+    assert msg.startswith("Not enough regional quota in europe-west4 (project p1) for 3 new node(s) of pattern "
+                          "p3-gpu: ")
     assert "NVIDIA_T4_GPUS needs 3 (1 per node of nvidia-tesla-t4), 1 available (limit 4, usage 3)" in msg
     assert "Nothing was created" in msg and "quotas?project=p1" in msg

@@ -110,7 +110,8 @@ def test_two_t4_nodes_fit(fake, capsys):
 def test_three_t4_nodes_are_refused_naming_metric_region_needed_and_available(fake, capsys):
     result = run_module(capsys, dict(T4_NODES, nodes=3, fail_on_shortfall=True, purpose="pattern p3-gpu"))
     assert result["failed"] and result["error_kind"] == "quota" and not result["fits"]
-    assert result["msg"].startswith("Not enough regional quota in europe-west4 (project p1) for pattern p3-gpu")
+    assert result["msg"].startswith("Not enough regional quota in europe-west4 (project p1) for 3 new node(s) of "
+                                    "pattern p3-gpu: ")
     assert "NVIDIA_T4_GPUS needs 3 (1 per node of nvidia-tesla-t4), 2 available (limit 4, usage 2)" in result["msg"]
 
 
