@@ -18,6 +18,7 @@ them: a rule that does is listed by `Registry.unevaluable`, never skipped silent
 """
 import copy
 import functools
+import hashlib
 import json
 import re
 import urllib.parse
@@ -620,7 +621,8 @@ class Validator:
             if rule.uses_old_self:
                 result, err = _run(rule.program, activation)
             else:  # same rule, same value: same verdict (objects are re-applied often with the same parts)
-                key = key or json.dumps(value, sort_keys=True, separators=(",", ":"))
+                key = key or hashlib.blake2b(json.dumps(value, sort_keys=True, separators=(",", ":")).encode(),
+                                             digest_size=16).digest()  # bounded memory: 16 bytes per value
                 result, err = _cached_run(rule, key, activation)
             if err is not None:
                 text = _eval_error_text(err)
