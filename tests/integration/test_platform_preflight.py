@@ -196,3 +196,27 @@ def test_bad_platform_is_refused_before_any_write_and_platform_yml_restores_the_
                                            "network": "global/networks/default",
                                            "purpose": "REGIONAL_MANAGED_PROXY", "role": "ACTIVE"})
             gke.wait_subnet("proxy-only-subnet", 200)
+
+
+def test_platform_yml_creates_a_missing_gateway_once(run_playbook, k8s):
+    """The Gateway is created only when missing (internal by default: gke-l7-rilb; allowedRoutes by namespace
+    selector), then left alone: a second run changes nothing."""
+    namespace = "t-platform-gateway"
+    extra = {"platform_gateway": {"name": "t-gw", "namespace": namespace},
+             "platform_gateway_allowed_namespaces": ["t-platform-workload"]}
+    try:
+        first = run_playbook("playbooks/platform.yml", extra, env=JSON)
+        assert first.rc == 0, first.stdout[-3000:]
+        assert f"Gateway {namespace}/t-gw: created" in first.stdout
+        assert "internal endpoint, reachable from the VPC only, unauthenticated" in first.stdout
+        gateway = k8s.resources.get(api_version="gateway.networking.k8s.io/v1", kind="Gateway").get(
+            name="t-gw", namespace=namespace)
+        assert gateway.spec.gatewayClassName == "gke-l7-rilb"
+        selector = gateway.spec.listeners[0].allowedRoutes.namespaces
+        assert selector["from"] == "Selector"
+        assert selector.selector.matchExpressions[0]["values"] == ["t-platform-workload"]
+        second = run_playbook("playbooks/platform.yml", extra, env=JSON)
+        assert second.rc == 0 and second.changed == 0, second.stdout[-3000:]
+        assert f"Gateway {namespace}/t-gw: exists (not modified)" in second.stdout
+    finally:
+        _delete_namespace(k8s, namespace)
