@@ -30,6 +30,11 @@ def main():
         progress_deadline=dict(type="int"), require_rollout=dict(type="bool"), require_url=dict(type="bool"),
         fail_fast=dict(type="bool"), progress_file=dict(type="path"), progress_interval=dict(type="int")),
         supports_check_mode=True)
+    if module.check_mode:
+        # As the real module: judge the state once, without waiting and without a progress file.
+        ready = module.params["namespace"] == "ready-now"
+        module.exit_json(changed=False, ready=ready, outcome="ready" if ready else "pending",
+                         timeline=[{"type": "Ready", "status": str(ready)}], progress=[])
     progress = []
     for line in LINES:
         progress.append({"line": line})
@@ -112,6 +117,14 @@ def test_a_failed_wait_fails_the_play_with_the_modules_message(tmp_path):
     _stdout, out = _run(tmp_path, "broken")
     assert out["failed_msg"] == "tpu not ready: pod tpu-1: ImagePullBackOff (hint: check the image)"
     assert out["result"]["outcome"] == "failed" and out["result"]["timeline"]
+
+
+def test_an_llmisvc_ready_already_needs_no_background_wait(tmp_path):
+    stdout, out = _run(tmp_path, "ready-now")
+    assert "Progress of tpu" not in stdout
+    assert "ansible_job_id" not in out["result"]  # the module's own result, not an async job's
+    assert out["result"]["ready"] is True and out["result"]["outcome"] == "ready"
+    assert out["failed_msg"] == ""
 
 
 def test_reports_come_at_least_every_30_seconds():
