@@ -12,6 +12,7 @@ from ansible_collections.llm_serving.gke.plugins.module_utils import gke_errors 
 from ansible_collections.llm_serving.gke.plugins.module_utils import gke_node_pool_reconciler as rec
 from ansible_collections.llm_serving.gke.plugins.module_utils import gke_node_pool_spec as spec
 from ansible_collections.llm_serving.gke.plugins.module_utils import tpu_topology as topo
+from ansible_collections.llm_serving.gke.plugins.filter.tpu_topology_error import FilterModule
 
 from localcluster.gke_api import Api, Settings, Simulator
 from tests.unit.plugins.module_utils.fake_gke import FakeGke, api_error
@@ -396,7 +397,6 @@ def test_one_table_has_current_types_and_the_role_has_none():
 
 
 def test_role_filter_uses_the_module_table():
-    from ansible_collections.llm_serving.gke.plugins.filter.tpu_topology_error import FilterModule
     check = FilterModule().filters()["tpu_topology_error"]
     assert check("2x2", "ct6e-standard-4t", "nodepool_profile.tpu_topology", 3) == ""
     assert check("", "ct6e-standard-4t") == ""
