@@ -1,4 +1,5 @@
 """Every role entry point a playbook, role or molecule scenario includes has an argument spec."""
+import functools
 import os
 
 import yaml
@@ -28,12 +29,13 @@ def _includes(node):
             yield from _includes(item)
 
 
+@functools.cache
 def entry_points():
     found = set()
     for path in _yaml_files():
         with open(path) as handle:
             try:
-                docs = list(yaml.safe_load_all(handle))
+                docs = list(yaml.load_all(handle, Loader=yaml.CSafeLoader))
             except yaml.YAMLError:  # Jinja-templated YAML (molecule files) is not a playbook
                 continue
         for role, entry in _includes(docs):
