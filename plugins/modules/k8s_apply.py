@@ -25,6 +25,8 @@ description:
   - Needs get and patch on each object's resource.
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
 options:
   definitions:
     description:
@@ -42,11 +44,17 @@ options:
     type: bool
     default: true
 attributes:
+  action_group:
+    support: full
+    membership: [llm_serving.gke.k8s]
   check_mode:
     support: full
+    details: A server-side dry run of each apply (C(dryRun=All)); nothing is written.
   diff_mode:
     support: full
     details: Before and after of each changed object, without status and volatile metadata.
+  platform:
+    platforms: all
 """
 
 EXAMPLES = r"""

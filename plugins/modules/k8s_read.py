@@ -21,6 +21,8 @@ description:
   - Use C(no_log) on the task when a query reads Secrets.
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
 options:
   queries:
     description:
@@ -31,10 +33,17 @@ options:
     elements: dict
     required: true
 attributes:
+  action_group:
+    support: full
+    membership: [llm_serving.gke.k8s]
   check_mode:
     support: full
+    details: Reads in check mode too.
   diff_mode:
     support: none
+    details: It changes nothing, so there is no difference to show.
+  platform:
+    platforms: all
 """
 
 EXAMPLES = r"""
