@@ -1174,6 +1174,9 @@ class Api:
             raise compute_error(400, f"Invalid value for field 'zone': '{params['zone']}'. Unknown zone.", "invalid")
 
     def get_region(self, params, body, query, fault):
+        """Compute regions.get: ``quotas`` is a list of {metric, limit, usage} per regional quota metric
+        (https://cloud.google.com/compute/docs/reference/rest/v1/regions/get, the Quota object); usage here is the
+        node pools' nodes x what one node uses (node_quota)."""
         region = params["region"]
         zones = gke_catalog.zones_in_region(region)
         if not zones:
