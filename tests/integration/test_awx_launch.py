@@ -106,7 +106,6 @@ def awx(local_cluster, tmp_path_factory, k8s):
 
     class Awx:
         jobs = []
-        report_dir = report_dir
 
         def launch(self, name, credentials_=None, **kwargs):
             template = TEMPLATES[name]
@@ -120,7 +119,9 @@ def awx(local_cluster, tmp_path_factory, k8s):
             response = gke.get(f"{pools_url}/{name}", timeout=30)
             return response.json() if response.status_code == 200 else None
 
-    yield Awx()
+    awx_ = Awx()
+    awx_.report_dir = report_dir
+    yield awx_
     cleanup()
 
 
