@@ -102,7 +102,7 @@ def test_failure_after_writes_lists_what_exists_its_cost_and_the_teardown_comman
     overrides = {"llmisvc_name": name, "namespace": name, "nodepool": {"name": name}, "replicas": 1,
                  "model_uri": "hf://Qwen"}
     result = run_playbook("playbooks/deploy_pattern.yml",
-                          {"pattern_name": "p3-gpu", "pattern_overrides": overrides, "llmisvc_wait_timeout": 240},
+                          {"pattern_name": "p3-gpu", "pattern_overrides": overrides, "llmisvc_wait_timeout": 30},
                           env={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}, timeout=900)
     expected_extra = {"teardown_patterns": ["p3-gpu"], "pattern_overrides": overrides}
     command = (f"ansible-playbook -i {ROOT}/inventories/local playbooks/teardown.yml "
