@@ -37,6 +37,7 @@ _GWAPI = "https://raw.githubusercontent.com/kubernetes-sigs/gateway-api/v1.5.1/c
 _SEED = ("https://raw.githubusercontent.com/johnahull/llm-d-xks-gke/7630140c1047f7b6e4b4f18353d96e44d10125f3/"
          "deployments/llm-d-infra-xks-gke-tpu-native-gateway/manifests")
 MIRROR_ENV = "LLM_SERVING_GKE_MIRROR"
+SIBLING_MIRROR = Path(__file__).resolve().parents[2] / "shared"
 
 
 @dataclass(frozen=True)
@@ -121,11 +122,23 @@ def _sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def mirrors():
+    """[(folder, where it came from)] to read pinned files from before downloading: LLM_SERVING_GKE_MIRROR when
+    set, then a folder ``shared`` beside the checkout when it holds a ``crds`` folder (the project's CI lays its
+    reference files there, at the same relative paths, and has no route to GitHub)."""
+    found = []
+    if os.environ.get(MIRROR_ENV):
+        found.append((Path(os.environ[MIRROR_ENV]), f"{MIRROR_ENV}={os.environ[MIRROR_ENV]}"))
+    if (SIBLING_MIRROR / "crds").is_dir():
+        found.append((SIBLING_MIRROR, "the folder beside the checkout"))
+    return found
+
+
 def upstream_file(relpath):
     """Local path of the pinned upstream file ``relpath`` (a key of UPSTREAM_FILES), with its checksum checked.
 
-    Order: the cache; a mirror folder (LLM_SERVING_GKE_MIRROR), copied into the cache; the pinned URL, downloaded
-    into the cache. Raises UpstreamFileError naming the file, the URL and how to provide it.
+    Order: the cache; a mirror folder (see mirrors()), copied into the cache; the pinned URL, downloaded into the
+    cache. Raises UpstreamFileError naming the file, the URL and how to provide it.
     """
     source = UPSTREAM_FILES.get(relpath)
     if source is None:
@@ -135,16 +148,16 @@ def upstream_file(relpath):
         return path
     problems = []
     data = None
-    mirror = os.environ.get(MIRROR_ENV)
-    if mirror:
-        candidate = Path(mirror) / source.relpath
+    for mirror, origin in mirrors():
+        candidate = mirror / source.relpath
         if candidate.is_file():
             data = candidate.read_bytes()
-            if _sha256(data) != source.sha256:
-                problems.append(f"{candidate} has sha256 {_sha256(data)}, not the pinned {source.sha256}")
-                data = None
+            if _sha256(data) == source.sha256:
+                break
+            problems.append(f"{candidate} has sha256 {_sha256(data)}, not the pinned {source.sha256}")
+            data = None
         else:
-            problems.append(f"{candidate} does not exist ({MIRROR_ENV}={mirror})")
+            problems.append(f"{candidate} does not exist ({origin})")
     if data is None:
         try:
             with urllib.request.urlopen(source.url, timeout=20) as resp:  # noqa: S310 - pinned https URL

@@ -18,6 +18,7 @@ def pinned(tmp_path, monkeypatch):
     """One pinned file, an empty cache under tmp_path, no mirror, and no network (urlopen records its calls)."""
     monkeypatch.setenv("LLM_SERVING_GKE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv(crds.MIRROR_ENV, raising=False)
+    monkeypatch.setattr(crds, "SIBLING_MIRROR", tmp_path / "no-sibling")
     monkeypatch.setitem(crds.UPSTREAM_FILES, SOURCE.relpath, SOURCE)
     calls = []
 
@@ -104,3 +105,13 @@ def test_helpers_return_the_presets_folder_and_seed_manifests(pinned, tmp_path, 
     assert sorted(p.stem for p in presets.glob("*.yaml")) == sorted(crds.PRESET_NAMES)
     seed = crds.seed_manifest("llmisvc-gpu-pattern3.yaml")
     assert seed.read_text() == "# seed/manifests/llmisvc-gpu-pattern3.yaml\n"
+
+
+def test_a_shared_folder_beside_the_checkout_is_a_mirror(pinned, tmp_path, monkeypatch):
+    sibling = tmp_path / "shared"
+    (sibling / "crds").mkdir(parents=True)
+    (sibling / SOURCE.relpath).parent.mkdir(parents=True, exist_ok=True)
+    (sibling / SOURCE.relpath).write_bytes(DATA)
+    monkeypatch.setattr(crds, "SIBLING_MIRROR", sibling)
+    assert crds.upstream_file(SOURCE.relpath).read_bytes() == DATA
+    assert [mirror for mirror, _origin in crds.mirrors()] == [sibling]
