@@ -20,7 +20,7 @@ def pins(path):
 
 
 def test_galaxy_yml_holds_the_dependencies():
-    assert set(GALAXY["dependencies"]) == {"kubernetes.core", "google.cloud"}
+    assert set(GALAXY["dependencies"]) == {"kubernetes.core", "google.cloud", "community.general"}
 
 
 def test_requirements_files_repeat_the_galaxy_pins():
