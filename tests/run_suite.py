@@ -101,7 +101,7 @@ def run_stage(stage, env):
         proc = subprocess.Popen(["make", "--no-print-directory", stage.target], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         # wait4 instead of wait: the rusage of this stage's process tree alone (the other lane runs meanwhile).
-        _, status, usage = os.wait4(proc.pid, 0)
+        _pid, status, usage = os.wait4(proc.pid, 0)
         returncode = os.waitstatus_to_exitcode(status)
         proc.returncode = returncode
     stage.seconds = time.monotonic() - started
@@ -130,7 +130,7 @@ def cluster_cpu_seconds():
             fields = text[text.rindex(")") + 2:].split()
             stats[int(entry.name)] = (int(fields[1]), [int(v) / hertz for v in fields[11:15]])
     children = {}
-    for pid, (parent, _) in stats.items():
+    for pid, (parent, _times) in stats.items():
         children.setdefault(parent, []).append(pid)
     result = {}
     for pid_file in sorted((ROOT / ".localcluster" / "pids").glob("*.json")):

@@ -238,7 +238,7 @@ def read_region(client, region):
                           allow_404=True)
     if payload is None:
         raise GkeError(f"Region '{region}' does not exist in project {client.project} (Compute API "
-                                     "regions.get answered 404); check location.", kind="invalid", status=404)
+                       "regions.get answered 404); check location.", kind="invalid", status=404)
     return payload
 
 

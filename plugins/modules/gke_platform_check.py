@@ -174,7 +174,6 @@ exposure_summary:
 
 import copy  # noqa: E402 - imports follow the documentation blocks in Ansible modules
 import json  # noqa: E402
-import os  # noqa: E402
 
 from ansible_collections.google.cloud.plugins.module_utils.gcp_utils import GcpModule  # noqa: E402
 from ansible_collections.llm_serving.gke.plugins.module_utils import gke_platform as gp  # noqa: E402
@@ -256,7 +255,8 @@ def current_context(kubeconfig):
     try:
         from kubernetes.config.kube_config import list_kube_config_contexts
         path = kubeconfig if isinstance(kubeconfig, str) else None
-        _contexts, active = list_kube_config_contexts(config_file=os.path.expanduser(path) if path else None)
+        # the client expands ~ itself (kubernetes.config.kube_config.KubeConfigMerger)
+        _contexts, active = list_kube_config_contexts(config_file=path)
         return (active or {}).get("name")
     except Exception:  # pylint: disable=broad-except  # only used in the message
         return None

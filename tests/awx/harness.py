@@ -152,7 +152,7 @@ def validate_element(question, data, validate_required=True):
             errors.append(f"'{var}' value {value} is too large (must be no more than {bounded['max']}).")
     elif kind == "integer":
         value = data[var]
-        if type(value) is not int:
+        if type(value) is not int:  # pylint: disable=unidiomatic-typecheck  # as AWX: a bool is no integer
             return [f"Value {value} for '{var}' expected to be an integer."]
         if "min" in bounded and value < int(bounded["min"]):
             errors.append(f"'{var}' value {value} is too small (must be at least {bounded['min']}).")
@@ -160,14 +160,14 @@ def validate_element(question, data, validate_required=True):
             errors.append(f"'{var}' value {value} is too large (must be no more than {bounded['max']}).")
     elif kind == "float":
         value = data[var]
-        if type(value) not in (float, int):
+        if type(value) not in (float, int):  # pylint: disable=unidiomatic-typecheck  # as AWX: no bool
             return [f"Value {value} for '{var}' expected to be a numeric type."]
         if "min" in bounded and value < float(bounded["min"]):
             errors.append(f"'{var}' value {value} is too small (must be at least {bounded['min']}).")
         if "max" in bounded and value > float(bounded["max"]):
             errors.append(f"'{var}' value {value} is too large (must be no more than {bounded['max']}).")
     elif kind == "multiselect":
-        if type(data[var]) is not list:
+        if not isinstance(data[var], list):
             errors.append(f"'{var}' value is expected to be a list.")
         else:
             errors += [f"Value {v} for '{var}' expected to be one of {_choices(question)}." for v in data[var]

@@ -211,8 +211,10 @@ SPREAD_MODULES = {"test_bad_input_matrix", "test_gke_node_pool", "test_llmisvc_r
 
 # The longest modules (measured: tests/run_suite.py's slowest-tests list) are handed out first, so that the
 # run does not end waiting for one of them on one worker. The sort is stable: tests of a module keep their order.
-LONGEST_FIRST = ("test_llmisvc_role", "test_verification_role", "test_nodepool_role", "test_secrets_role",
-                 "test_rbac_least_privilege", "test_kserve_sim_llmisvc", "test_node_agent_pods")
+LONGEST_FIRST = ("test_awx_launch", "test_llmisvc_role", "test_verification_role", "test_quota_preflight",
+                 "test_teardown", "test_platform_preflight", "test_nodepool_role", "test_secrets_role",
+                 "test_rbac_least_privilege", "test_vault_inventory", "test_kserve_sim_llmisvc",
+                 "test_node_agent_pods")
 
 
 def _module_name(nodeid):

@@ -75,8 +75,8 @@ def test_kubectl_create_refused_with_the_rules_messages_and_valid_one_admitted(l
 def test_update_refused_when_it_breaks_a_rule(local_cluster, namespace):
     good = _route(namespace, "upd", timeouts={"request": "30s", "backendRequest": "10s"})
     assert _kubectl(local_cluster, "apply", "-f", "-", stdin=yaml.safe_dump(good)).returncode == 0
-    patch = json.dumps({"spec": {"rules": [{**good["spec"]["rules"][0],
-                                             "timeouts": {"request": "5s", "backendRequest": "10s"}}]}})
+    patch = json.dumps({"spec": {"rules": [
+        {**good["spec"]["rules"][0], "timeouts": {"request": "5s", "backendRequest": "10s"}}]}})
     proc = _kubectl(local_cluster, "-n", namespace, "patch", "httproute", "upd", "--type=merge", "-p", patch)
     assert proc.returncode != 0
     assert (f'The HTTPRoute "upd" is invalid: spec.rules[0].timeouts: Invalid value: "object": {TIMEOUT_MESSAGE}'

@@ -67,7 +67,10 @@ def config_vars():
 
 def rendered_calls(task):
     """(module name, params) for every loop item, with omitted options dropped, as Ansible would call it."""
-    module = next(str(key) for key in task if str(key).startswith("awx.awx.")).split(".")[-1]
+    names = [str(key) for key in task if str(key).startswith("awx.awx.")]
+    if not names:
+        raise ValueError(f"task {task.get('name')!r} calls no awx.awx module")
+    module = names[0].split(".")[-1]
     variables = config_vars()
     loop = Templar(loader=DataLoader(), variables=variables).template(task["loop"])
     for item in loop:
@@ -100,7 +103,7 @@ def test_task_matches_the_module_argument_spec(task):
 def test_injectors_reach_awx_untemplated():
     """The rendered credential_type call carries the injector templates verbatim (AWX renders them)."""
     task = next(t for t in TASKS if "awx.awx.credential_type" in t)
-    injectors = {params["name"]: params["injectors"] for _, params in rendered_calls(task)}
+    injectors = {params["name"]: params["injectors"] for _module, params in rendered_calls(task)}
     assert injectors["LLM Serving - Hugging Face token"]["env"]["LLM_SERVING_HF_TOKEN"] == "{{ hf_token }}"
     assert injectors["LLM Serving - GKE kubeconfig"]["env"]["K8S_AUTH_KUBECONFIG"] == "{{ tower.filename.kubeconfig }}"
 
@@ -110,7 +113,7 @@ def test_a_misspelled_option_is_caught():
     task = next(t for t in TASKS if "awx.awx.job_template" in t)
     module, params = next(rendered_calls(task))
     params["survey_enable"] = params.pop("survey_enabled")
-    spec, _ = module_spec(module)
+    spec, _unused = module_spec(module)
     errors = ArgumentSpecValidator(spec).validate(params).error_messages
     assert any("survey_enable" in message for message in errors), errors
 
@@ -120,5 +123,5 @@ def test_job_templates_name_the_options_the_data_sets():
     task = next(t for t in TASKS if "awx.awx.job_template" in t)
     passed = set(task["awx.awx.job_template"])
     for template in yaml.safe_load((ROOT / "awx" / "job_templates.yml").read_text())["controller_templates"]:
-        assert not set(template) - passed, f"{template['name']}: not passed to awx.awx.job_template: " \
-                                            f"{sorted(set(template) - passed)}"
+        missing = sorted(set(template) - passed)
+        assert not missing, f"{template['name']}: not passed to awx.awx.job_template: {missing}"

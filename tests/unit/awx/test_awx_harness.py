@@ -182,7 +182,7 @@ def test_example_gke_inventory_reads_the_injected_environment(gce_env, tmp_path,
         harness.inject_custom(types[name], inputs, env, [], str(tmp_path))
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    _, group_vars = harness.scm_inventory("inventories/example-gke/hosts.yml")
+    _hosts, group_vars = harness.scm_inventory("inventories/example-gke/hosts.yml")
     (tmp_path / "group_vars.yml").write_text(yaml.safe_dump(group_vars))
     trusted = DataLoader().load_from_file(str(tmp_path / "group_vars.yml"), trusted_as_template=True)
     templar = Templar(loader=DataLoader(), variables=trusted)

@@ -36,8 +36,8 @@ def draw(tmp_path, specs, basename="report"):
 def test_verification_charts_plot_the_reports_numbers(tmp_path):
     drawn, written, changed = draw(tmp_path, charts.verification_specs(VERIFICATION), "verification-demo-T")
     assert changed
-    assert [c["file"] for c in written] == [f"verification-demo-T-{n}.svg"
-                                           for n in ("throughput", "latency", "replicas", "hit-rates")]
+    assert [c["file"] for c in written] == [
+        f"verification-demo-T-{n}.svg" for n in ("throughput", "latency", "replicas", "hit-rates")]
     throughput = drawn["throughput"]
     assert throughput["x_labels"] == ["c=1", "c=8", "rate=2/s"]
     assert throughput["series"] == {"req/s": {"c=1": "12.50", "c=8": "41.24", "rate=2/s": "2.00"}}

@@ -62,8 +62,8 @@ def test_unchanged_objects_whose_managed_fields_moved_are_not_changed():
 
 
 def test_new_and_changed_objects_are_changed_with_a_diff_each():
-    policy = {"apiVersion": "networking.gke.io/v1", "kind": "HealthCheckPolicy", "metadata": {"name": "p",
-                                                                                             "namespace": "ns"},
+    policy = {"apiVersion": "networking.gke.io/v1", "kind": "HealthCheckPolicy",
+              "metadata": {"name": "p", "namespace": "ns"},
               "spec": {"default": {"checkIntervalSec": 5}}}
     old = on_server(dict(OBJ, spec={"replicas": 2}))
     svc = FakeService({("LLMInferenceService", "x"): old})
