@@ -33,6 +33,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from llmisvc_wait_proxy import CountingProxy  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from localcluster.cluster import read_env_file  # noqa: E402
+
+ENV_FILE = ROOT / ".localcluster" / "env"
 
 PLAYBOOK = "playbooks/deploy_pattern3_gpu.yml"
 ANSIBLE_PLAYBOOK = str(ROOT / ".venv" / "bin" / "ansible-playbook")
@@ -43,11 +47,10 @@ RECAP = re.compile(r"ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)
 
 
 def read_env():
-    env = {}
-    for line in (ROOT / ".localcluster" / "env").read_text().splitlines():
-        if "=" in line and not line.startswith("#"):
-            key, value = line.split("=", 1)
-            env[key.strip()] = value.strip()
+    """The running local cluster's .localcluster/env; exits naming the file when there is none."""
+    env = read_env_file(ENV_FILE)
+    if not env:
+        sys.exit(f"{ENV_FILE} is missing or empty: start the local cluster first (make cluster-up)")
     return env
 
 

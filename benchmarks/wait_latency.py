@@ -37,6 +37,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from llmisvc_wait_proxy import CountingProxy  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from localcluster.cluster import read_env_file  # noqa: E402
+
+ENV_FILE = ROOT / ".localcluster" / "env"
 
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 LLMISVC = {"group": "serving.kserve.io", "version": "v1alpha2", "plural": "llminferenceservices"}
@@ -51,11 +55,10 @@ MODULES = {
 
 
 def read_env():
-    env = {}
-    for line in (ROOT / ".localcluster" / "env").read_text().splitlines():
-        if "=" in line and not line.startswith("#"):
-            key, value = line.split("=", 1)
-            env[key.strip()] = value.strip()
+    """The running local cluster's .localcluster/env; exits naming the file when there is none."""
+    env = read_env_file(ENV_FILE)
+    if not env:
+        sys.exit(f"{ENV_FILE} is missing or empty: start the local cluster first (make cluster-up)")
     return env
 
 
