@@ -30,7 +30,10 @@ def _in_ci():
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
+    """Under CI a skip fails (see above); every test's teardown report carries its CPU-seconds (see below)."""
     report = yield
+    if report.when == "teardown" and _CPU_AT_SETUP in item.stash:
+        report.user_properties.append(("cpu_seconds", f"{_cpu_seconds() - item.stash[_CPU_AT_SETUP]:.1f}"))
     if not (_in_ci() and report.skipped and not hasattr(report, "wasxfail")):
         return report
     if any(report.nodeid.startswith(prefix) for prefix in ALLOWED_CI_SKIPS):
@@ -40,3 +43,24 @@ def pytest_runtest_makereport(item, call):
     report.longrepr = (f"skipped under CI, which counts as a failure (tests/conftest.py ALLOWED_CI_SKIPS): "
                        f"{reason}")
     return report
+
+
+# ---------------------------------------------------------------- CPU time per test
+
+# The suite is CPU-bound on the 2-core CI machine, so a test's cost is the CPU it burns (its own process plus the
+# ansible-playbook, molecule and ansible-runner processes it waited for), not its wall time under load. Each
+# test's CPU-seconds (setup to teardown) go into the JUnit XML as the property `cpu_seconds`; tests/run_suite.py
+# lists the tests that use the most.
+_CPU_AT_SETUP = pytest.StashKey[float]()
+
+
+def _cpu_seconds():
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    item.stash[_CPU_AT_SETUP] = _cpu_seconds()

@@ -183,7 +183,9 @@ def fmt(seconds):
 
 
 def junit_cases(files):
-    """(seconds, nodeid, outcome) for every test case in the JUnit XML files that exist."""
+    """(seconds, nodeid, outcome, cpu_seconds) for every test case in the JUnit XML files that exist.
+
+    cpu_seconds: the `cpu_seconds` property tests/conftest.py records (None in XML written without it)."""
     cases = []
     for path in files:
         if not path.exists():
@@ -196,8 +198,26 @@ def junit_cases(files):
                 elif child.tag == "skipped" and outcome == "passed":
                     outcome = "skipped"
             nodeid = f"{case.get('classname', '')}::{case.get('name', '')}"
-            cases.append((float(case.get("time") or 0), nodeid, outcome))
+            cpu = [float(p.get("value")) for p in case.iter("property") if p.get("name") == "cpu_seconds"]
+            cases.append((float(case.get("time") or 0), nodeid, outcome, sum(cpu) if cpu else None))
     return cases
+
+
+def print_cpu_users(cases):
+    """The tests and test modules that burn the most CPU (the suite's real cost on a 2-core machine)."""
+    measured = [(cpu, nodeid) for _s, nodeid, _o, cpu in cases if cpu is not None]
+    if not measured:
+        return
+    print(f"\n==> Ten most CPU-hungry tests (CPU-s of the test and the processes it ran; "
+          f"{sum(cpu for cpu, _n in measured):.0f} CPU-s over {len(measured)} tests)")
+    for cpu, nodeid in sorted(measured, reverse=True)[:10]:
+        print(f"  {cpu:8.1f}  {nodeid}")
+    modules = {}
+    for cpu, nodeid in measured:
+        module = nodeid.split("::", 1)[0]
+        modules[module] = modules.get(module, 0.0) + cpu
+    print("  by module: " + ", ".join(f"{name.rsplit('.', 1)[-1]} {cpu:.0f}"
+                                       for name, cpu in sorted(modules.items(), key=lambda i: -i[1])[:10]))
 
 
 def main(argv=None):
@@ -253,8 +273,9 @@ def main(argv=None):
               + ")")
     if cases:
         print("\n==> Ten slowest tests (pytest, all stages; setup and teardown included)")
-        for seconds, nodeid, outcome in sorted(cases, reverse=True)[:10]:
+        for seconds, nodeid, outcome, _cpu in sorted(cases, reverse=True)[:10]:
             print(f"  {seconds:8.1f}s  {nodeid}  [{outcome}]")
+        print_cpu_users(cases)
     failed_stages = [s for s in stages if s.status != "passed"]
     counts = {k: sum(1 for c in cases if c[2] == k) for k in ("passed", "failed", "skipped")}
     if failed_stages:

@@ -23,12 +23,41 @@ def test_junit_cases_give_time_nodeid_and_outcome(tmp_path):
     xml = tmp_path / "r.xml"
     xml.write_text(
         '<testsuites><testsuite>'
-        '<testcase classname="tests.a" name="t1" time="1.5"/>'
+        '<testcase classname="tests.a" name="t1" time="1.5">'
+        '<properties><property name="cpu_seconds" value="3.5"/></properties></testcase>'
         '<testcase classname="tests.a" name="t2" time="2"><failure message="x"/></testcase>'
         '<testcase classname="tests.b" name="t3" time="0"><skipped/></testcase>'
         '</testsuite></testsuites>')
     cases = run_suite.junit_cases([xml, tmp_path / "missing.xml"])
-    assert cases == [(1.5, "tests.a::t1", "passed"), (2.0, "tests.a::t2", "failed"), (0.0, "tests.b::t3", "skipped")]
+    assert cases == [(1.5, "tests.a::t1", "passed", 3.5), (2.0, "tests.a::t2", "failed", None),
+                     (0.0, "tests.b::t3", "skipped", None)]
+
+
+def test_cpu_seconds_of_each_test_reach_the_junit_xml_and_the_summary(tmp_path, capsys):
+    """tests/conftest.py records each test's CPU (with the processes it waited for); run_suite lists the top."""
+    import subprocess
+
+    (tmp_path / "test_burn.py").write_text(
+        "import subprocess, sys\n"
+        "def test_burns_in_a_child():\n"
+        "    subprocess.run([sys.executable, '-c', 'sum(range(20_000_000))'], check=True)\n"
+        "def test_idle():\n"
+        "    pass\n")
+    suite_conftest = Path(run_suite.__file__).parent / "conftest.py"
+    (tmp_path / "conftest.py").write_text(
+        "import importlib.util\n"
+        f"spec = importlib.util.spec_from_file_location('suite_conftest', {str(suite_conftest)!r})\n"
+        "suite = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(suite)\n"
+        "pytest_runtest_setup = suite.pytest_runtest_setup\n"
+        "pytest_runtest_makereport = suite.pytest_runtest_makereport\n")
+    xml = tmp_path / "r.xml"
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}",
+                    str(tmp_path)], check=True, capture_output=True, cwd=tmp_path)
+    cpu = {nodeid.rsplit("::", 1)[-1]: seconds for _t, nodeid, _o, seconds in run_suite.junit_cases([xml])}
+    assert cpu["test_burns_in_a_child"] > 0.2 > cpu["test_idle"]
+    run_suite.print_cpu_users(run_suite.junit_cases([xml]))
+    out = capsys.readouterr().out
+    assert out.index("test_burns_in_a_child") < out.index("test_idle") and "by module: test_burn" in out
 
 
 def test_stage_cpu_seconds_come_from_the_stage_process_tree(tmp_path, monkeypatch):
