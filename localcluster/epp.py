@@ -207,8 +207,9 @@ def weights_from_config(text):
 def parse_metrics(text, names=(WAITING_METRIC, KV_USAGE_METRIC)):
     """{name: value} of the wanted gauges in a Prometheus text exposition (samples of one name summed)."""
     values = {}
+    names = tuple(names)
     for line in text.splitlines():
-        if not line or line.startswith("#"):
+        if not line.startswith(names):  # comments and the ~200 other samples, without splitting them
             continue
         name = line.split("{", 1)[0].split(" ", 1)[0]
         if name in names:

@@ -18,6 +18,7 @@ health-checked like GKE does: on the HealthCheckPolicy's path and port, ``/`` on
 so vLLM backends without a policy are unhealthy and requests get 503 "no healthy upstream".
 """
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -707,15 +708,45 @@ class MetricsScraper:
     figures are while requests run), and the simulated vLLM's request latencies are real time. Scaled, it was a
     scrape every 20 ms of every endpoint, which cost the simulators a core's worth of CPU. A failed scrape keeps
     the last values (the EPP keeps stale metrics too).
+
+    The scores only matter when a request is picked, so the refresh pauses after ``idle_after`` seconds without
+    an InferencePool request and the next such request waits (at most ``resume_wait`` s) for one fresh round
+    before it is picked: every pick sees figures at most one interval old, as with the real EPP, while an idle
+    cluster is not scraped 20 times a second per endpoint (that was most of the node agent's CPU).
     """
 
-    def __init__(self):
-        self.interval = 0.05
+    def __init__(self, interval=0.05, idle_after=5.0, resume_wait=0.5):
+        self.interval = interval
+        self.idle_after = idle_after
+        self.resume_wait = resume_wait
         self.values = {}  # "ip:port" -> {metric: value}
+        self.rounds = 0  # completed scrape rounds (tests, diagnostics)
+        self.last_used = time.monotonic()
+        self.paused = False
+        self._wake = asyncio.Event()
+        self._round_done = asyncio.Event()
+
+    def used(self):
+        """An InferencePool request arrived: keep refreshing (or resume)."""
+        self.last_used = time.monotonic()
+        self._wake.set()
+
+    async def fresh(self):
+        """Mark use; when the refresh was paused, wait for one fresh round (bounded) before the caller picks."""
+        self.used()
+        if not self.paused:
+            return
+        done = self._round_done
+        with contextlib.suppress(TimeoutError):  # then pick with the last values, like an EPP whose scrape is late
+            await asyncio.wait_for(done.wait(), timeout=self.resume_wait)
 
     async def run(self, get_snapshot, session):
         timeout = aiohttp.ClientTimeout(total=2)
         while True:
+            if time.monotonic() - self.last_used > self.idle_after:
+                self.paused = True
+                self._wake.clear()
+                await self._wake.wait()
             targets = get_snapshot().metrics_targets()
             for key in [k for k in self.values if tuple(k.rsplit(":", 1)) not in
                         {(ip, str(port)) for ip, port in targets}]:
@@ -724,6 +755,10 @@ class MetricsScraper:
             for (ip, port), values in zip(targets, results, strict=True):
                 if values is not None:
                     self.values[f"{ip}:{port}"] = values
+            self.rounds += 1
+            self.paused = False
+            done, self._round_done = self._round_done, asyncio.Event()
+            done.set()
             await asyncio.sleep(self.interval)
 
     @staticmethod
@@ -796,6 +831,8 @@ class DataPlane:
         backend = self._choose_backend(match)
         if backend is None or backend.kind == "Unresolved":
             return self._log(request, match, None, web.Response(status=500, text="Internal Server Error"), started)
+        if backend.kind == "InferencePool" and backend.epp_available:
+            await self.metrics.fresh()
         body = await request.read()
         path = request.path
         if match.rewrite is not None:

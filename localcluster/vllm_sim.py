@@ -304,6 +304,30 @@ class _Absent:
 _ABSENT = _Absent()
 
 
+class _Tracked:
+    """A metric (or labelled child) whose updates bump its owner's ``version``, so /metrics can be re-used."""
+
+    __slots__ = ("_metric", "_owner")
+
+    def __init__(self, metric, owner):
+        self._metric, self._owner = metric, owner
+
+    def labels(self, **labels):
+        return _Tracked(self._metric.labels(**labels), self._owner)
+
+    def inc(self, *args):
+        self._metric.inc(*args)
+        self._owner.version += 1
+
+    def set(self, value):
+        self._metric.set(value)
+        self._owner.version += 1
+
+    def observe(self, value):
+        self._metric.observe(value)
+        self._owner.version += 1
+
+
 class Metrics:
     """vLLM's Prometheus metrics (buckets of vLLM V1), the names the release's engine exposes; one per replica."""
 
@@ -317,6 +341,12 @@ class Metrics:
 
     def __init__(self, config, kv_blocks):
         self.registry = CollectorRegistry()
+        # Every update goes through _Tracked and bumps version; exposition() re-renders only after a change.
+        # The EPP scrapes every endpoint every 50 ms (gateway-api-inference-extension pkg/epp/server/runserver.go,
+        # DefaultRefreshMetricsInterval) and prometheus_client's generate_latest costs milliseconds per call
+        # (~200 samples), so an idle replica answered the same text 20 times a second from scratch.
+        self.version = 0
+        self._rendered = (None, b"")
         # V0 labels its metrics with model_name only (v0.8.4 vllm/engine/metrics.py); V1 adds engine.
         self.labels = {"model_name": config.served_model_names[0], "engine": "0"}
         if config.engine == "v0":
@@ -331,7 +361,7 @@ class Metrics:
                 return _ABSENT
             extra = kw.pop("extra_labels", ())
             m = cls(name, doc, labelnames=names + list(extra), registry=self.registry, **kw)
-            return m if extra else m.labels(**self.labels)
+            return _Tracked(m if extra else m.labels(**self.labels), self)
 
         # V0: vllm:gpu_prefix_cache_hit_rate, the block hit rate since start (hidden in 0.8/0.9, gone in 0.10).
         self.prefix_hit_rate = metric(Gauge, "vllm:gpu_prefix_cache_hit_rate", "GPU prefix cache block hit rate.")
@@ -395,7 +425,12 @@ class Metrics:
             self.tpot.observe((now - seq.first_token_at) / (seq.generated - 1))
 
     def exposition(self):
-        return generate_latest(self.registry)
+        """The text exposition (generate_latest), rendered again only when a metric changed since the last call."""
+        version, text = self._rendered
+        if version != self.version:
+            version, text = self.version, generate_latest(self.registry)
+            self._rendered = (version, text)
+        return text
 
 
 class Engine:
