@@ -1,9 +1,9 @@
-"""Run the whole test suite (`make test`) in two concurrent lanes and say where the time went.
+"""Run the whole test suite (`make test`) in concurrent lanes and say where the time went.
 
-Why two lanes: the static checks (lint, sanity, build, ee, unit) need no cluster, while one playbook run at a
-time (the molecule scenarios) leaves part of the 2 cores idle (waits on the simulated cluster: node boots,
-rollouts, readiness polls); the static lane fills them. The integration suite's parallel workers then fill both
-cores by themselves.
+Why lanes: the static checks (lint, sanity, build, ee, unit) need no cluster, while one playbook run at a time
+(a molecule scenario) leaves part of the 2 cores idle (waits on the simulated cluster: node boots, rollouts,
+readiness polls); the static lane and the second molecule scenario fill them. The integration suite's parallel
+workers then fill both cores by themselves.
 
 Each stage is a `make` target; its output goes to .cache/test-logs/<stage>.log and is printed (tail, or the
 whole log when the stage failed) when the stage ends. At the end the script prints the wall time of each
@@ -37,6 +37,7 @@ class Stage:
     target: str
     junit: tuple = ()  # JUnit XML files the stage writes (relative to LOG_DIR)
     needs_cluster: bool = False
+    after: tuple = ()  # stages (of other lanes) that must have ended before this one starts
     status: str = "not run"
     seconds: float = 0.0
     cpu_busy: float = None  # fraction of the machine's CPU time that was busy while the stage ran
@@ -45,8 +46,11 @@ class Stage:
 
 
 # The lanes. Within a lane stages run in order. A stage that needs the cluster waits until cluster-up has
-# ended and is not run if cluster-up failed. The molecule scenarios and the integration suite stay in one lane:
-# run side by side, their TPU pools would together pass the simulated project's TPU quota (32 chips).
+# ended and is not run if cluster-up failed; a stage waits for the stages named in its `after`.
+# The two molecule scenarios run side by side: they use different patterns and node pools (default: p3-gpu on
+# T4 nodes; switch: p1-tpu -> p3-tpu on TPU nodes, 16 of the simulated project's 32 TPU chips) and each tears
+# down only its own patterns, while a playbook run at a time leaves part of the 2 cores idle. The integration
+# suite comes after both: its AWX launches deploy and switch the same default patterns in the same namespace.
 LANES = {
     "static": [
         Stage("lint", "lint"),
@@ -57,9 +61,11 @@ LANES = {
     "cluster": [
         Stage("cluster-up", "cluster-up"),
         Stage("molecule default", "molecule-default", needs_cluster=True),
-        Stage("molecule switch", "molecule-switch", needs_cluster=True),
         Stage("integration", "integration", junit=("integration-parallel.xml", "integration-serial.xml"),
-              needs_cluster=True),
+              needs_cluster=True, after=("molecule switch",)),
+    ],
+    "switch": [
+        Stage("molecule switch", "molecule-switch", needs_cluster=True),
     ],
 }
 
@@ -159,18 +165,25 @@ class ClusterState:
             self.ended.set()
 
 
-def run_lane(stages, env, results, cluster):
+def run_lane(stages, env, results, cluster, ended):
+    """Run the stages in order; `ended` maps every stage name of the run to an Event set when it has ended."""
     started = time.monotonic()
     for stage in stages:
-        if stage.needs_cluster:
-            cluster.ended.wait()
-            if not cluster.ok:
-                stage.status = "not run (cluster-up failed)"
-                continue
-        ok = run_stage(stage, env)
-        if stage.target == "cluster-up":
-            cluster.ok = ok
-            cluster.ended.set()
+        try:
+            for name in stage.after:
+                if name in ended:  # a stage left out with --only is not waited for
+                    ended[name].wait()
+            if stage.needs_cluster:
+                cluster.ended.wait()
+                if not cluster.ok:
+                    stage.status = "not run (cluster-up failed)"
+                    continue
+            ok = run_stage(stage, env)
+            if stage.target == "cluster-up":
+                cluster.ok = ok
+                cluster.ended.set()
+        finally:
+            ended[stage.name].set()
     results.append(time.monotonic() - started)
 
 
@@ -238,12 +251,13 @@ def main(argv=None):
     lane_times = {}
     threads = []
     cluster = ClusterState(will_start=any(s.target == "cluster-up" for lane in lanes.values() for s in lane))
+    ended = {stage.name: threading.Event() for stages in lanes.values() for stage in stages}
     started, cpu_before = time.monotonic(), cpu_jiffies()
     for name, stages in lanes.items():
         if not stages:
             continue
         lane_times[name] = []
-        thread = threading.Thread(target=run_lane, args=(stages, env, lane_times[name], cluster), name=name)
+        thread = threading.Thread(target=run_lane, args=(stages, env, lane_times[name], cluster, ended), name=name)
         thread.start()
         threads.append(thread)
     for thread in threads:

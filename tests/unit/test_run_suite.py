@@ -75,3 +75,40 @@ def test_stage_cpu_seconds_come_from_the_stage_process_tree(tmp_path, monkeypatc
 def test_pct_and_fmt():
     assert run_suite.pct(None) == "n/a" and run_suite.pct(0.456) == "46%"
     assert run_suite.fmt(125.25) == "2m05.2s"
+
+
+def test_a_stage_waits_for_cluster_up_and_for_the_stages_named_in_after(monkeypatch):
+    import threading
+    import time
+
+    order = []
+
+    def fake_run_stage(stage, env):
+        order.append(("start", stage.name))
+        time.sleep(0.2 if stage.name == "slow" else 0.01)
+        order.append(("end", stage.name))
+        stage.status = "passed"
+        return True
+
+    monkeypatch.setattr(run_suite, "run_stage", fake_run_stage)
+    lanes = {"a": [run_suite.Stage("up", "cluster-up"), run_suite.Stage("x", "x", needs_cluster=True),
+                   run_suite.Stage("y", "y", needs_cluster=True, after=("slow", "left-out"))],
+             "b": [run_suite.Stage("slow", "slow", needs_cluster=True)]}
+    ended = {stage.name: threading.Event() for stages in lanes.values() for stage in stages}
+    cluster = run_suite.ClusterState(will_start=True)
+    threads = [threading.Thread(target=run_suite.run_lane, args=(stages, {}, [], cluster, ended))
+               for stages in lanes.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert order.index(("end", "up")) < order.index(("start", "slow"))
+    assert order.index(("end", "slow")) < order.index(("start", "y"))  # "left-out" (not in this run) not awaited
+    assert order.index(("start", "x")) < order.index(("end", "slow"))  # x did not wait for the other lane
+
+
+def test_molecule_scenarios_run_side_by_side_and_integration_after_both():
+    stages = {stage.name: (lane, stage) for lane, lane_stages in run_suite.LANES.items() for stage in lane_stages}
+    assert stages["molecule default"][0] != stages["molecule switch"][0]
+    lane, integration = stages["integration"]
+    assert lane == stages["molecule default"][0] and "molecule switch" in integration.after
