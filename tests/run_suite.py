@@ -50,7 +50,8 @@ class Stage:
 # The two molecule scenarios run side by side: they use different patterns and node pools (default: p3-gpu on
 # T4 nodes; switch: p1-tpu -> p3-tpu on TPU nodes, 16 of the simulated project's 32 TPU chips) and each tears
 # down only its own patterns, while a playbook run at a time leaves part of the 2 cores idle. The integration
-# suite comes after both: its AWX launches deploy and switch the same default patterns in the same namespace.
+# suite comes after both: its TPU pools and the switch scenario's would together pass that quota, and the switch
+# checks the quota before it runs both patterns.
 LANES = {
     "static": [
         Stage("lint", "lint"),
