@@ -92,6 +92,9 @@ molecule-default: setup
 molecule-switch: setup
 	$(BIN)/molecule test -s switch
 
+molecule-attach: setup  # attach path (molecule/kind's, on a second bare embedded control plane); beside the shared one
+	$(BIN)/molecule test -s attach
+
 # Two concurrent lanes (static checks | cluster-up, molecule, integration); prints each stage's wall time,
 # the ten slowest tests and one closing count line (tests/run_suite.py).
 test: setup

@@ -18,7 +18,11 @@ COMPONENTS = config.CONTROL_PLANE + config.SIMULATORS
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m localcluster", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start whatever is not running (idempotent), install CRDs and bootstrap objects")
+    up = sub.add_parser("up", help="start whatever is not running (idempotent), install CRDs and bootstrap objects")
+    up.add_argument("--bare", action="store_true",
+                    help="control plane only (no CRDs, bootstrap objects or simulators): an empty cluster for "
+                         "LOCALCLUSTER_EXTERNAL_KUBECONFIG of another `up` (use its own LOCALCLUSTER_DIR and "
+                         "LOCALCLUSTER_PORT_OFFSET)")
     down = sub.add_parser("down", help="stop exactly the processes `up` started, in reverse order")
     down.add_argument("--purge", action="store_true", help="also delete .localcluster (etcd data, PKI, tokens)")
     status = sub.add_parser("status", help="each process, its PID, alive or not, and the endpoints")
@@ -87,7 +91,7 @@ def main(argv=None):
     try:
         if args.command == "up":
             with exclusive(cluster):
-                errors = cluster.up()
+                errors = cluster.up(bare=args.bare)
             return 1 if errors else 0
         if args.command == "down":
             with exclusive(cluster):

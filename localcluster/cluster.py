@@ -1,4 +1,5 @@
 """up / down / status / restart of the local cluster: control plane, CRDs, bootstrap objects, simulators."""
+import ipaddress
 import json
 import os
 import re
@@ -16,6 +17,7 @@ from .kube import Kube
 from .supervisor import ProcessSpec, StartError, Supervisor, port_listening, wait_until
 
 EXTERNAL_ENV = "LOCALCLUSTER_EXTERNAL_KUBECONFIG"
+BARE_ENV = "LOCALCLUSTER_BARE"  # in the env file of `up --bare` (control plane only)
 CEL_VWC_COLLECTION = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
 COMPONENT_PORTS = {
     "etcd": (config.ETCD_CLIENT_PORT, config.ETCD_PEER_PORT),
@@ -53,6 +55,9 @@ class Settings:
     time_scale: str
     gke_api_port: int
     external_kubeconfig: Path | None
+    gateway_address: str = config.GATEWAY_ADDRESS
+    pod_network: str = config.DEFAULT_POD_NETWORK
+    node_network: str = config.DEFAULT_NODE_NETWORK
 
 
 def read_env_file(path):
@@ -98,7 +103,8 @@ class Cluster:
         external = os.environ.get(EXTERNAL_ENV)
         if external and not Path(external).is_file():
             raise ClusterError(f"{EXTERNAL_ENV}={external} is not a readable kubeconfig file")
-        return Settings(time_scale, int(port), Path(external).resolve() if external else None)
+        gateway, pods, nodes = loopback_settings(previous)
+        return Settings(time_scale, int(port), Path(external).resolve() if external else None, gateway, pods, nodes)
 
     def kubeconfig_path(self, settings):
         return settings.external_kubeconfig or self.paths.kubeconfig
@@ -115,11 +121,21 @@ class Cluster:
             "GCP_PROJECT": config.GCP_PROJECT,
             "GKE_LOCATION": config.GKE_LOCATION,
             "GKE_CLUSTER": config.GKE_CLUSTER,
-            "GATEWAY_ADDRESS": config.GATEWAY_ADDRESS,
+            "GATEWAY_ADDRESS": settings.gateway_address,
             "HF_TOKEN": identity["hf_token"],
             "LOCALCLUSTER_TIME_SCALE": settings.time_scale,
             "LOCALCLUSTER_STATE_DIR": str(self.paths.root),
+            config.POD_NETWORK_ENV: settings.pod_network,
+            config.NODE_NETWORK_ENV: settings.node_network,
+            # The simulators' ports (cel_webhook) follow it; `up` is given it again by whoever manages this cluster.
+            "LOCALCLUSTER_PORT_OFFSET": str(config.PORT_OFFSET),
         }
+
+    def bare_env_values(self):
+        """env of a bare control plane (`up --bare`): how to reach it, and the mark `status` and `up` read."""
+        return {"KUBECONFIG": str(self.paths.kubeconfig), "K8S_AUTH_KUBECONFIG": str(self.paths.kubeconfig),
+                "LOCALCLUSTER_STATE_DIR": str(self.paths.root), "LOCALCLUSTER_PORT_OFFSET": str(config.PORT_OFFSET),
+                BARE_ENV: "1"}
 
     def write_env_file(self, values):
         text = "".join(f"{key}={value}\n" for key, value in values.items())
@@ -130,11 +146,18 @@ class Cluster:
 
     # ------------------------------------------------------------ up
 
-    def up(self):
-        """Start what is not running, install CRDs and bootstrap objects; returns the errors (empty = fine)."""
+    def up(self, bare=False):
+        """Start what is not running, install CRDs and bootstrap objects; returns the errors (empty = fine).
+
+        ``bare``: the control plane only (etcd, kube-apiserver, kube-controller-manager, kube-scheduler): no CRDs,
+        no bootstrap objects, no simulators, i.e. an empty cluster to which another `up` can attach with
+        LOCALCLUSTER_EXTERNAL_KUBECONFIG (molecule/attach).
+        """
         started_at = time.monotonic()
         phases = PhaseClock()
         settings = self.settings()
+        if bare:
+            return self.up_bare(settings, started_at)
         self.paths.make_dirs()
         identity = controlplane.load_identity(self.paths)
         warn_running_time_scale = self._time_scale_differs(settings)
@@ -164,6 +187,22 @@ class Cluster:
         for error in errors:
             self.log(f"ERROR: {error}")
         return errors
+
+    def up_bare(self, settings, started_at):
+        if settings.external_kubeconfig:
+            raise ClusterError(f"`up --bare` starts a local control plane: unset {EXTERNAL_ENV} "
+                               f"({settings.external_kubeconfig})")
+        running = [name for name in config.SIMULATORS if self.sup.is_running(name)]
+        if running:
+            raise ClusterError(f"`up --bare` on {self.paths.root}: simulators {', '.join(running)} of a full cluster "
+                               "run there; stop them with `down` first or use another LOCALCLUSTER_DIR")
+        self.paths.make_dirs()
+        identity = controlplane.load_identity(self.paths)
+        self.start_control_plane(identity)
+        self.write_env_file(self.bare_env_values())
+        self.log(f"bare control plane up in {time.monotonic() - started_at:.1f}s "
+                 f"(https://127.0.0.1:{config.APISERVER_PORT}); kubeconfig: {self.paths.kubeconfig}")
+        return []
 
     def _time_scale_differs(self, settings):
         previous = read_env_file(self.paths.env_file).get("LOCALCLUSTER_TIME_SCALE")
@@ -278,9 +317,11 @@ class Cluster:
                 stopped.append(name)
             (self.paths.ready / name).unlink(missing_ok=True)
         self.log("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
-        ports = dict(COMPONENT_PORTS)
-        gke_port = read_env_file(self.paths.env_file).get("GKE_API_PORT", str(config.GKE_API_PORT))
-        ports["gke_api"] = (int(gke_port),)
+        env = read_env_file(self.paths.env_file)
+        external = bool(env.get("KUBECONFIG")) and Path(env["KUBECONFIG"]) != self.paths.kubeconfig
+        ports = {} if external else dict(COMPONENT_PORTS)  # an attached cluster's control plane is not ours
+        if env.get("GKE_API_PORT", "").isdigit():  # a bare control plane (or no env file yet): no GKE API of ours
+            ports["gke_api"] = (int(env["GKE_API_PORT"]),)
         still = [f"{name}:{port} ({listener_of(port)})" for name, numbers in ports.items() for port in numbers
                  if port_listening(port)]
         if still:
@@ -316,8 +357,9 @@ class Cluster:
         """One dict per component plus endpoints; ``healthy`` says whether tests can use the cluster."""
         env = read_env_file(self.paths.env_file)
         external = bool(env.get("KUBECONFIG")) and Path(env["KUBECONFIG"]) != self.paths.kubeconfig
+        bare = env.get(BARE_ENV) == "1"
         components = []
-        names = (() if external else config.CONTROL_PLANE) + selected_simulators()
+        names = (() if external else config.CONTROL_PLANE) + (() if bare else selected_simulators())
         for name in names:
             rec = self.sup.record(name)
             entry = {"name": name, "pid": rec["pid"] if rec else None, "alive": self.sup.is_running(name)}
@@ -330,7 +372,7 @@ class Cluster:
             components.append(entry)
         control_plane_ok = external or all(c["ready"] for c in components if c["name"] == "kube-apiserver")
         return {
-            "mode": "external" if external else "local",
+            "mode": "external" if external else "bare" if bare else "local",
             "components": components,
             "cel": cel_summary(self.paths.root),
             "endpoints": self.endpoints(env, external),
@@ -352,8 +394,10 @@ class Cluster:
             "kube-apiserver": external_server(env["KUBECONFIG"]) if external
             else f"https://127.0.0.1:{config.APISERVER_PORT}",
             "etcd": "(external cluster)" if external else f"http://127.0.0.1:{config.ETCD_CLIENT_PORT}",
-            "gke-api": env.get("GKE_API_ENDPOINT", f"http://127.0.0.1:{config.GKE_API_PORT}"),
-            "gateway": env.get("GATEWAY_ADDRESS", config.GATEWAY_ADDRESS),
+            "gke-api": env.get("GKE_API_ENDPOINT", "(none: bare control plane)" if env.get(BARE_ENV) == "1"
+                               else f"http://127.0.0.1:{config.GKE_API_PORT}"),
+            "gateway": env.get("GATEWAY_ADDRESS", "(none: bare control plane)" if env.get(BARE_ENV) == "1"
+                               else config.GATEWAY_ADDRESS),
             "kubeconfig": env.get("KUBECONFIG", str(self.paths.kubeconfig)),
             "env": str(self.paths.env_file),
         }
@@ -399,6 +443,30 @@ def selected_simulators():
         raise ClusterError(f"LOCALCLUSTER_SIMULATORS names unknown simulators {unknown}; "
                            f"known: {', '.join(config.SIMULATORS)}")
     return tuple(n for n in config.SIMULATORS if n in names)
+
+
+def loopback_settings(previous, environ=None):
+    """(GATEWAY_ADDRESS, LOCALCLUSTER_POD_NETWORK, LOCALCLUSTER_NODE_NETWORK) from the environment, else from the
+    cluster's env file, else the defaults; refused (ClusterError naming the variable) when invalid or overlapping."""
+    environ = os.environ if environ is None else environ
+    names = ("GATEWAY_ADDRESS", config.POD_NETWORK_ENV, config.NODE_NETWORK_ENV)
+    defaults = (config.GATEWAY_ADDRESS, config.DEFAULT_POD_NETWORK, config.DEFAULT_NODE_NETWORK)
+    values = {name: environ.get(name) or previous.get(name) or default
+              for name, default in zip(names, defaults, strict=True)}
+    try:
+        gateway = config.gateway_address(values["GATEWAY_ADDRESS"])
+        pods = config.pod_network(values)
+        nodes = config.node_network(values)
+    except ValueError as exc:
+        raise ClusterError(str(exc)) from None
+    if pods.overlaps(nodes):
+        raise ClusterError(f"{config.POD_NETWORK_ENV}={pods} overlaps {config.NODE_NETWORK_ENV}={nodes}: "
+                           "pod and node addresses must differ")
+    first_node, last_node = (ipaddress.ip_address(config.node_ip(nodes, n, n)) for n in (2, 251))
+    if ipaddress.ip_address(gateway) in pods or first_node <= ipaddress.ip_address(gateway) <= last_node:
+        raise ClusterError(f"GATEWAY_ADDRESS={gateway} lies in the pod addresses ({config.POD_NETWORK_ENV}={pods}) "
+                           f"or the node addresses ({config.NODE_NETWORK_ENV}={nodes}: {first_node}-{last_node})")
+    return gateway, str(pods), str(nodes)
 
 
 def ready_timeout():

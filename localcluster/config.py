@@ -1,4 +1,5 @@
 """Paths, ports and fixed names of the local cluster (one place, so every part agrees)."""
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,54 @@ GKE_LOCATION = "europe-west4-a"
 GKE_CLUSTER = "llm-serving-local"
 GATEWAY_ADDRESS = "127.0.0.1"
 DEFAULT_TIME_SCALE = "0.02"
+
+# Loopback address ranges of the simulated nodes and pods. Linux routes all of 127.0.0.0/8 to lo, so servers can
+# bind any of these addresses; a second cluster (molecule/attach) next to the shared one takes other ranges through
+# these variables (written to .localcluster/env, so every simulator and later `restart` agree).
+POD_NETWORK_ENV = "LOCALCLUSTER_POD_NETWORK"
+NODE_NETWORK_ENV = "LOCALCLUSTER_NODE_NETWORK"
+DEFAULT_POD_NETWORK = "127.1.0.0/16"  # node_agent: one IP per pod, the vLLM simulator listens on <pod IP>:8000
+DEFAULT_NODE_NETWORK = "127.0.0.0/16"  # nodes.py: Node InternalIPs <net>.<2..251>.<2..251>, kubelet port 10250
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+
+
+def pod_network(environ=None):
+    """The node agent's pod IP range: LOCALCLUSTER_POD_NETWORK, a loopback IPv4 network of /8 to /24."""
+    environ = os.environ if environ is None else environ
+    return _loopback_network(POD_NETWORK_ENV, environ.get(POD_NETWORK_ENV) or DEFAULT_POD_NETWORK, range(8, 25))
+
+
+def node_network(environ=None):
+    """The range of the simulated Nodes' InternalIPs: LOCALCLUSTER_NODE_NETWORK, a loopback IPv4 /16."""
+    environ = os.environ if environ is None else environ
+    return _loopback_network(NODE_NETWORK_ENV, environ.get(NODE_NETWORK_ENV) or DEFAULT_NODE_NETWORK, (16,))
+
+
+def node_ip(network, first, second):
+    """InternalIP number (first, second) of a node network: <net>.<first>.<second>; both in 0..255."""
+    return str(network.network_address + first * 256 + second)
+
+
+def _loopback_network(name, value, prefixes):
+    try:
+        network = ipaddress.ip_network(value.strip())
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an IPv4 network such as 127.1.0.0/16, got {value!r} ({exc})") from None
+    if network.version != 4 or not network.subnet_of(LOOPBACK) or network.prefixlen not in prefixes:
+        raise ValueError(f"{name} must be a loopback IPv4 network inside 127.0.0.0/8 with a prefix length of "
+                         f"/{prefixes[0]}{'' if len(prefixes) == 1 else f' to /{prefixes[-1]}'}, got {value!r}")
+    return network
+
+
+def gateway_address(value):
+    """GATEWAY_ADDRESS, where the simulated gateway serves the Gateways' listeners: one loopback IPv4 address."""
+    try:
+        address = ipaddress.ip_address(str(value).strip())
+    except ValueError:
+        address = None
+    if address is None or address.version != 4 or address not in LOOPBACK:
+        raise ValueError(f"GATEWAY_ADDRESS must be a loopback IPv4 address inside 127.0.0.0/8, got {value!r}")
+    return str(address)
 
 # Simulators, in start order (each is `python -m localcluster.<name>`; stopped in reverse). cel_webhook is not a
 # simulator but the admission webhook that enforces the CRDs' CEL rules; `up` starts it before the bootstrap objects.

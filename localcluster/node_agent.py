@@ -44,6 +44,7 @@ from kubernetes import config as kube_config
 from kubernetes.client.rest import ApiException
 
 from localcluster import images, vllm_flags, vllm_sim
+from localcluster.config import POD_NETWORK_ENV, pod_network
 
 LOG = logging.getLogger("node_agent")
 
@@ -60,7 +61,6 @@ DEFAULT_MODEL_MB = 5000
 GATED_REPO_PREFIXES = ("meta-llama/", "google/gemma", "mistralai/")  # need an accepted licence + token
 LOG_LINES_KEPT = 2000
 TERMINATION_MESSAGE_LIMIT = 2048  # FallbackToLogsOnError: last 80 lines / 2048 bytes of the log
-POD_NETWORK = ipaddress.ip_network("127.1.0.0/16")
 API_RETRY_S = 300  # how long API calls are retried while the API server is unreachable
 API_UNAVAILABLE = (urllib3.exceptions.HTTPError, OSError)
 GPU_RESOURCE, TPU_RESOURCE = "nvidia.com/gpu", "google.com/tpu"
@@ -112,11 +112,13 @@ class Backoff:
 
 
 class IPAllocator:
-    """Pod IPs from 127.1.0.0/16 (Linux routes all of 127/8 to lo, so a server can bind any of them)."""
+    """Pod IPs from LOCALCLUSTER_POD_NETWORK, default 127.1.0.0/16 (localcluster/config.py; Linux routes all of
+    127/8 to lo, so a server can bind any of them)."""
 
-    def __init__(self):
+    def __init__(self, environ=None):
+        self.network = pod_network(environ)
         self._by_uid = {}
-        self._hosts = POD_NETWORK.hosts()
+        self._hosts = self.network.hosts()
 
     def reserve(self, uid, ip):
         self._by_uid[uid] = ip
@@ -125,17 +127,17 @@ class IPAllocator:
         if uid in self._by_uid:
             return self._by_uid[uid]
         used = set(self._by_uid.values())
-        for _ in range(POD_NETWORK.num_addresses):
+        for _ in range(self.network.num_addresses):
             try:
                 candidate = str(next(self._hosts))
             except StopIteration:
-                self._hosts = POD_NETWORK.hosts()
+                self._hosts = self.network.hosts()
                 continue
             if candidate.endswith(".0") or candidate.endswith(".255") or candidate in used:
                 continue
             self._by_uid[uid] = candidate
             return candidate
-        raise RuntimeError("pod network 127.1.0.0/16 is exhausted")
+        raise RuntimeError(f"pod network {self.network} ({POD_NETWORK_ENV}) is exhausted")
 
     def release(self, uid):
         self._by_uid.pop(uid, None)
@@ -252,7 +254,7 @@ class PodWorker:
         meta, spec = pod["metadata"], pod["spec"]
         self.namespace, self.name, self.uid = meta["namespace"], meta["name"], meta["uid"]
         existing_ip = (pod.get("status") or {}).get("podIP")
-        if existing_ip and ipaddress.ip_address(existing_ip) in POD_NETWORK:
+        if existing_ip and ipaddress.ip_address(existing_ip) in agent.ips.network:
             agent.ips.reserve(self.uid, existing_ip)
         self.ip = agent.ips.allocate(self.uid)
         has_init = bool(spec.get("initContainers"))
@@ -1175,7 +1177,7 @@ class NodeAgent:
         if kind == "pod":  # keep the IPs pods already have before allocating any new one
             for item in items:
                 ip = (item.get("status") or {}).get("podIP")
-                if ip and ipaddress.ip_address(ip) in POD_NETWORK and item["metadata"]["uid"] not in self.workers:
+                if ip and ipaddress.ip_address(ip) in self.ips.network and item["metadata"]["uid"] not in self.workers:
                     self.ips.reserve(item["metadata"]["uid"], ip)
         tracked = set(self.workers) | set(self.unplaced) if kind == "pod" else set(self.nodes)
         for key in tracked - set(listed):

@@ -26,6 +26,7 @@ from kubernetes import config as kube_config
 from kubernetes.utils import parse_quantity
 
 from localcluster import gke_catalog
+from localcluster.config import node_ip, node_network
 from localcluster.gke_validation import taint_to_kubernetes
 
 log = logging.getLogger("localcluster.gke_api")
@@ -209,10 +210,12 @@ def node_conditions(now):
     ]
 
 
-def node_addresses(name):
-    """A loopback InternalIP (127.0.x.y; pods use 127.1.x.y) derived from the name, and the hostname."""
+def node_addresses(name, environ=None):
+    """A loopback InternalIP (127.0.x.y, or in LOCALCLUSTER_NODE_NETWORK; pods use 127.1.x.y) derived from the
+    name, and the hostname."""
     digest = hashlib.sha256(name.encode()).digest()
-    return [{"type": "InternalIP", "address": f"127.0.{digest[0] % 250 + 2}.{digest[1] % 250 + 2}"},
+    address = node_ip(node_network(environ), digest[0] % 250 + 2, digest[1] % 250 + 2)
+    return [{"type": "InternalIP", "address": address},
             {"type": "Hostname", "address": name}]
 
 
