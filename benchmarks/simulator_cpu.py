@@ -161,9 +161,13 @@ def measure(root, args):
             busy = {name: cpu_seconds(p.pid) for name, p in (("pods", pods), ("gateway", gw))}
         finally:
             for process in (pods, gw):
-                process.stdin.close()
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=15)
+                process.stdin.close()  # the child's cue to stop (and write its profile)
+            for process in (pods, gw):
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.send_signal(signal.SIGTERM)
+                    process.wait(timeout=15)
     return {"idle": {k: round(idle[k] - before[k], 2) for k in idle},
             "busy": {k: round(busy[k] - idle[k], 2) for k in busy},
             "busy_wall_s": round(busy_wall, 2), "statuses": statuses}
@@ -180,11 +184,21 @@ def main():
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=1, help="alternate baseline/current this many times")
     args = parser.parse_args()
-    if args.role == "pods":
-        asyncio.run(run_pods(args.replicas, args.log_dir))
-        return
-    if args.role == "gateway":
-        asyncio.run(run_gateway(args.replicas))
+    if args.role:
+        role = run_pods(args.replicas, args.log_dir) if args.role == "pods" else run_gateway(args.replicas)
+        profile_dir = os.environ.get("SIMCPU_PROFILE")  # a folder: each child writes <role>-<pid>.prof (cProfile)
+        if not profile_dir:
+            asyncio.run(role)
+            return
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        try:
+            asyncio.run(role)
+        finally:
+            profiler.disable()
+            profiler.dump_stats(os.path.join(profile_dir, f"{args.role}-{os.getpid()}.prof"))
         return
     with tempfile.TemporaryDirectory(prefix="simcpu-baseline-") as baseline:
         archive = subprocess.run(["git", "archive", args.baseline, "localcluster", "plugins/module_utils"],

@@ -304,28 +304,50 @@ class _Absent:
 _ABSENT = _Absent()
 
 
+class _Family:
+    """One metric family of the registry and its last rendered text (re-rendered only after an update)."""
+
+    __slots__ = ("collector", "version", "rendered")
+
+    def __init__(self, collector):
+        self.collector, self.version, self.rendered = collector, 0, (None, b"")
+
+    def text(self):
+        version, text = self.rendered
+        if version != self.version:
+            # generate_latest of one collector is exactly its part of generate_latest(registry): the registry
+            # yields its collectors' families in registration order and the format has no cross-family state.
+            version, text = self.version, generate_latest(self.collector)
+            self.rendered = (version, text)
+        return text
+
+
 class _Tracked:
-    """A metric (or labelled child) whose updates bump its owner's ``version``, so /metrics can be re-used."""
+    """A metric (or labelled child) whose updates mark its family and its owner changed, so /metrics is re-used."""
 
-    __slots__ = ("_metric", "_owner")
+    __slots__ = ("_metric", "_family", "_owner")
 
-    def __init__(self, metric, owner):
-        self._metric, self._owner = metric, owner
+    def __init__(self, metric, family, owner):
+        self._metric, self._family, self._owner = metric, family, owner
 
     def labels(self, **labels):
-        return _Tracked(self._metric.labels(**labels), self._owner)
+        return _Tracked(self._metric.labels(**labels), self._family, self._owner)
+
+    def _changed(self):
+        self._family.version += 1
+        self._owner.version += 1
 
     def inc(self, *args):
         self._metric.inc(*args)
-        self._owner.version += 1
+        self._changed()
 
     def set(self, value):
         self._metric.set(value)
-        self._owner.version += 1
+        self._changed()
 
     def observe(self, value):
         self._metric.observe(value)
-        self._owner.version += 1
+        self._changed()
 
 
 class Metrics:
@@ -341,12 +363,13 @@ class Metrics:
 
     def __init__(self, config, kv_blocks):
         self.registry = CollectorRegistry()
-        # Every update goes through _Tracked and bumps version; exposition() re-renders only after a change.
-        # The EPP scrapes every endpoint every 50 ms (gateway-api-inference-extension pkg/epp/server/runserver.go,
-        # DefaultRefreshMetricsInterval) and prometheus_client's generate_latest costs milliseconds per call
-        # (~200 samples), so an idle replica answered the same text 20 times a second from scratch.
+        # Every update goes through _Tracked and bumps version; exposition() re-renders only the families that
+        # changed. The EPP scrapes every endpoint every 50 ms (gateway-api-inference-extension
+        # pkg/epp/server/runserver.go, DefaultRefreshMetricsInterval) and prometheus_client's generate_latest costs
+        # milliseconds per call (~200 samples), so each replica rendered the whole text 20 times a second.
         self.version = 0
         self._rendered = (None, b"")
+        self._families = []  # registration order = generate_latest(registry) order
         # V0 labels its metrics with model_name only (v0.8.4 vllm/engine/metrics.py); V1 adds engine.
         self.labels = {"model_name": config.served_model_names[0], "engine": "0"}
         if config.engine == "v0":
@@ -361,7 +384,9 @@ class Metrics:
                 return _ABSENT
             extra = kw.pop("extra_labels", ())
             m = cls(name, doc, labelnames=names + list(extra), registry=self.registry, **kw)
-            return _Tracked(m if extra else m.labels(**self.labels), self)
+            family = _Family(m)
+            self._families.append(family)
+            return _Tracked(m if extra else m.labels(**self.labels), family, self)
 
         # V0: vllm:gpu_prefix_cache_hit_rate, the block hit rate since start (hidden in 0.8/0.9, gone in 0.10).
         self.prefix_hit_rate = metric(Gauge, "vllm:gpu_prefix_cache_hit_rate", "GPU prefix cache block hit rate.")
@@ -404,6 +429,7 @@ class Metrics:
                      registry=self.registry)
         info.labels(block_size=str(config.block_size), enable_prefix_caching=str(config.enable_prefix_caching),
                     gpu_memory_utilization=str(config.gpu_memory_utilization), num_gpu_blocks=str(kv_blocks)).set(1)
+        self._families.append(_Family(info))  # never changes
 
     def observe_prefix(self, queried_tokens, hit_tokens):
         self.prefix_queries.inc(queried_tokens)
@@ -425,10 +451,10 @@ class Metrics:
             self.tpot.observe((now - seq.first_token_at) / (seq.generated - 1))
 
     def exposition(self):
-        """The text exposition (generate_latest), rendered again only when a metric changed since the last call."""
+        """generate_latest(registry), byte for byte; only the families updated since the last call are rendered."""
         version, text = self._rendered
         if version != self.version:
-            version, text = self.version, generate_latest(self.registry)
+            version, text = self.version, b"".join(family.text() for family in self._families)
             self._rendered = (version, text)
         return text
 

@@ -1,6 +1,7 @@
 """CPU savings of the simulators must not change what clients see: cached /metrics, the EPP's paused refresh."""
 import asyncio
 
+import pytest
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -8,17 +9,17 @@ from localcluster import epp, gateway, vllm_sim
 from tests.unit.vllm_sim_helpers import run_requests
 
 
-def _config():
-    return vllm_sim.SimConfig(served_model_names=["m"], accelerator="nvidia-tesla-t4", vllm_version="0.11.0",
+def _config(version="0.11.0"):
+    return vllm_sim.SimConfig(served_model_names=["m"], accelerator="nvidia-tesla-t4", vllm_version=version,
                               zero_latency=True)
 
 
 def test_metrics_exposition_is_rendered_again_only_after_a_change(monkeypatch):
     renders = []
 
-    def counting(registry):
-        renders.append(registry)
-        return generate_latest(registry)
+    def counting(collector):
+        renders.append(collector)
+        return generate_latest(collector)
 
     monkeypatch.setattr(vllm_sim, "generate_latest", counting)
 
@@ -27,31 +28,37 @@ def test_metrics_exposition_is_rendered_again_only_after_a_change(monkeypatch):
         engine.start()
         try:
             first = engine.metrics.exposition()
-            assert engine.metrics.exposition() is first  # unchanged: the same bytes, not rendered again
-            assert len(renders) == 1
+            assert first == generate_latest(engine.metrics.registry)
+            families = len(renders)
+            assert families > 10  # one render per metric family
+            assert engine.metrics.exposition() is first  # unchanged: the same bytes, nothing rendered again
+            assert len(renders) == families
+            engine.metrics.generation_tokens.inc()
+            one_more = engine.metrics.exposition()
+            assert len(renders) == families + 1  # only the family that changed
+            assert one_more == generate_latest(engine.metrics.registry) != first
             await run_requests(engine, ["hello there " * 20])
             after = engine.metrics.exposition()
-            assert len(renders) == 2
-            assert after != first
             assert after == generate_latest(engine.metrics.registry)  # exactly what a fresh render gives
             generated = [s.value for f in text_string_to_metric_families(after.decode()) for s in f.samples
                          if s.name == "vllm:generation_tokens_total"]
-            assert generated == [2.0]  # run_requests: two output tokens
+            assert generated == [3.0]  # the increment above + run_requests' two output tokens
         finally:
             await engine.stop()
 
     asyncio.run(scenario())
 
 
-def test_every_metric_update_invalidates_the_cached_exposition():
-    metrics = vllm_sim.Engine(_config()).metrics
+@pytest.mark.parametrize("version", ["0.8.4", "0.11.0"])  # V0 and V1 metric sets on a T4
+def test_every_metric_update_invalidates_the_cached_exposition(version):
+    metrics = vllm_sim.Engine(_config(version)).metrics
     for update in (lambda: metrics.waiting.set(3), lambda: metrics.generation_tokens.inc(),
                    lambda: metrics.ttft.observe(0.2),
                    lambda: metrics.request_success.labels(finished_reason="stop", **metrics.labels).inc(),
-                   lambda: metrics.observe_prefix(32, 16)):
-        before = metrics.exposition()
-        update()
-        assert metrics.exposition() == generate_latest(metrics.registry) != before
+                   lambda: metrics.observe_prefix(32, 16), lambda: metrics.prefix_hit_rate.set(0.5)):
+        metrics.exposition()
+        update()  # (metrics this release does not expose change nothing)
+        assert metrics.exposition() == generate_latest(metrics.registry)
 
 
 class _Snapshot:
