@@ -28,6 +28,8 @@ from dataclasses import dataclass, field, replace
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.openmetrics import exposition as om_exposition
+from prometheus_client.utils import floatToGoString
 
 from localcluster import tokens as tok
 from localcluster import vllm_flags
@@ -305,21 +307,66 @@ _ABSENT = _Absent()
 
 
 class _Family:
-    """One metric family of the registry and its last rendered text (re-rendered only after an update)."""
+    """One metric family of the registry and its last rendered text (re-rendered only after an update).
 
-    __slots__ = ("collector", "version", "rendered")
+    The text is what prometheus_client 0.26.0's ``generate_latest`` writes for this collector (its part of
+    generate_latest(registry): the registry yields its collectors' families in registration order and the format
+    has no cross-family state), with each sample's escaped ``name{labels} `` computed once instead of at every
+    scrape (sample_line in prometheus_client/exposition.py); the unit tests compare it byte for byte.
+    """
+
+    __slots__ = ("collector", "version", "rendered", "_prefixes")
 
     def __init__(self, collector):
-        self.collector, self.version, self.rendered = collector, 0, (None, b"")
+        self.collector, self.version, self.rendered, self._prefixes = collector, 0, (None, b""), {}
 
     def text(self):
         version, text = self.rendered
         if version != self.version:
-            # generate_latest of one collector is exactly its part of generate_latest(registry): the registry
-            # yields its collectors' families in registration order and the format has no cross-family state.
-            version, text = self.version, generate_latest(self.collector)
+            version, text = self.version, self.render()
             self.rendered = (version, text)
         return text
+
+    def render(self):
+        output = []
+        for metric in self.collector.collect():
+            if metric.type not in ("counter", "gauge", "histogram"):
+                return generate_latest(self.collector)
+            doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
+            mname = metric.name + "_total" if metric.type == "counter" else metric.name
+            output.append(f"# HELP {om_exposition.escape_metric_name(mname)} {doc}\n"
+                          f"# TYPE {om_exposition.escape_metric_name(mname)} {metric.type}\n")
+            om_samples = {}
+            for sample in metric.samples:
+                if sample.timestamp is not None:
+                    return generate_latest(self.collector)
+                key = (sample.name, tuple(sample.labels.items()))
+                prefix = self._prefixes.get(key)
+                if prefix is None:
+                    prefix = self._prefixes[key] = _sample_prefix(sample)
+                line = f"{prefix}{floatToGoString(sample.value)}\n"
+                for suffix in ("_created", "_gsum", "_gcount"):
+                    if sample.name == metric.name + suffix:
+                        om_samples.setdefault(suffix, []).append(line)
+                        break
+                else:
+                    output.append(line)
+            for suffix, lines in sorted(om_samples.items()):
+                output.append(f"# HELP {om_exposition.escape_metric_name(metric.name + suffix)} {doc}\n"
+                              f"# TYPE {om_exposition.escape_metric_name(metric.name + suffix)} gauge\n")
+                output.extend(lines)
+        return "".join(output).encode("utf-8")
+
+
+def _sample_prefix(sample):
+    """``name{labels} `` of a sample as generate_latest's sample_line writes it (default escaping)."""
+    name = om_exposition.escape_metric_name(sample.name)
+    if not sample.labels:
+        return f"{name} "
+    escape = om_exposition._escape  # label values: sample_line's _escape(v, ALLOWUTF8, False)
+    labels = ",".join(f'{om_exposition.escape_label_name(k)}="{escape(v, om_exposition.ALLOWUTF8, False)}"'
+                      for k, v in sorted(sample.labels.items()))
+    return f"{name}{{{labels}}} "
 
 
 class _Tracked:

@@ -16,12 +16,13 @@ def _config(version="0.11.0"):
 
 def test_metrics_exposition_is_rendered_again_only_after_a_change(monkeypatch):
     renders = []
+    render = vllm_sim._Family.render
 
-    def counting(collector):
-        renders.append(collector)
-        return generate_latest(collector)
+    def counting(family):
+        renders.append(family)
+        return render(family)
 
-    monkeypatch.setattr(vllm_sim, "generate_latest", counting)
+    monkeypatch.setattr(vllm_sim._Family, "render", counting)
 
     async def scenario():
         engine = vllm_sim.Engine(_config())
