@@ -27,11 +27,21 @@ options:
   queries:
     description:
       - One entry per read, in order. Keys C(kind) (required), C(api_version) (default V(v1)), C(name),
-        C(namespace), C(label_selectors) (list of C(key=value) strings). Other keys are returned unchanged in
-        C(item).
+        C(namespace), C(label_selectors) (list of C(key=value) strings), C(metadata_only) (V(true) returns only
+        C(apiVersion), C(kind) and C(metadata) of each object - to learn whether a Secret exists without its data
+        in the result). Other keys are returned unchanged in C(item).
     type: list
     elements: dict
     required: true
+  served_kinds:
+    description:
+      - CRD name (C(<plural>.<group>)) to kind, for example C(llminferenceservices.serving.kserve.io) to
+        C(LLMInferenceService). The module then refreshes the API
+        discovery (as C(kubernetes.core.k8s_cluster_info) does by default) and returns in RV(served) the versions the
+        API server serves for each kind, before running O(queries) on that discovery - one module run for the
+        discovery and the reads.
+    type: dict
+    version_added: 0.4.0
 attributes:
   action_group:
     support: full
@@ -53,6 +63,15 @@ EXAMPLES = r"""
       - {api_version: apps/v1, kind: Deployment, namespace: kserve, name: llmisvc-controller-manager}
       - {kind: Node, label_selectors: ["cloud.google.com/gke-nodepool=gpu-t4-pool"]}
   register: __reads
+
+- name: Which versions of the LLMInferenceService and Gateway kinds are served, and the Gateway
+  llm_serving.gke.k8s_read:
+    served_kinds:
+      llminferenceservices.serving.kserve.io: LLMInferenceService
+      gateways.gateway.networking.k8s.io: Gateway
+    queries:
+      - {api_version: gateway.networking.k8s.io/v1, kind: Gateway, namespace: gke-gateway, name: inference-gateway}
+  register: __reads
 """
 
 RETURN = r"""
@@ -72,6 +91,13 @@ results:
     api_found:
       description: Whether the API server serves the kind.
       type: bool
+served:
+  description:
+    - For each key of O(served_kinds), the versions (such as C(v1)) of its group that serve its kind, in discovery
+      order; empty when the API server does not serve it.
+  returned: when O(served_kinds) is set
+  type: dict
+  sample: {llminferenceservices.serving.kserve.io: [v1alpha2], gateways.gateway.networking.k8s.io: [v1, v1beta1]}
 """
 
 import copy  # noqa: E402 - imports follow the documentation blocks in Ansible modules
@@ -91,7 +117,7 @@ except ImportError:
 
 def argument_spec():
     spec = copy.deepcopy(AUTH_ARG_SPEC)
-    spec.update(queries=dict(type="list", elements="dict", required=True))
+    spec.update(queries=dict(type="list", elements="dict", required=True), served_kinds=dict(type="dict"))
     return spec
 
 
@@ -107,14 +133,37 @@ def query_errors(queries):
     return errors
 
 
+def served_versions(resources, kinds):
+    """CRD name -> versions of its group that serve its kind, from the discovered ``resources`` (the dynamic
+    client's discoverer, iterated as kubernetes.core k8s_cluster_info does: one list per resource, lists of
+    resources (``*List`` kinds) carry no ``group_version``); a kind that is not served gets []."""
+    served = {name: [] for name in kinds}
+    wanted = {}
+    for name, kind in kinds.items():
+        wanted.setdefault((name.split(".", 1)[1] if "." in name else "", kind), []).append(name)
+    for entry in list(resources):
+        resource = entry[0] if isinstance(entry, (list, tuple)) else entry
+        group_version = getattr(resource, "group_version", None)
+        if not group_version or type(resource).__name__ == "ResourceList":
+            continue
+        for name in wanted.get((getattr(resource, "group", ""), getattr(resource, "kind", None)), []):
+            version = group_version.split("/")[-1]
+            if version not in served[name]:
+                served[name].append(version)
+    return served
+
+
 def read_all(svc, queries):
     """One k8s_info-shaped result per query, read with the K8sService ``svc``."""
     results = []
     for query in queries:
         found = svc.find(query["kind"], query.get("api_version") or "v1", name=query.get("name") or None,
                          namespace=query.get("namespace") or None, label_selectors=query.get("label_selectors") or [])
-        results.append({"item": query, "resources": found.get("resources", []),
-                        "api_found": found.get("api_found", True)})
+        resources = found.get("resources", [])
+        if query.get("metadata_only"):
+            resources = [{key: obj[key] for key in ("apiVersion", "kind", "metadata") if key in obj}
+                         for obj in resources]
+        results.append({"item": query, "resources": resources, "api_found": found.get("api_found", True)})
     return results
 
 
@@ -128,11 +177,21 @@ def main():
     errors = query_errors(module.params["queries"])
     if errors:
         module.fail_json(msg="k8s_read: " + "; ".join(errors))
+    kinds = module.params.get("served_kinds") or {}
+    bad = [name for name, kind in kinds.items() if "." not in name or not isinstance(kind, str) or not kind]
+    if bad:
+        module.fail_json(msg="k8s_read: served_kinds keys must be CRD names <plural>.<group> and values kinds; got "
+                             + ", ".join(bad))
+    extra = {}
     try:
-        results = read_all(K8sService(get_api_client(module=module), module), module.params["queries"])
+        client = get_api_client(module=module)
+        if kinds:
+            client.resources.invalidate_cache()
+            extra["served"] = served_versions(client.resources, kinds)
+        results = read_all(K8sService(client, module), module.params["queries"])
     except CoreException as exc:
         module.fail_from_exception(exc)
-    module.exit_json(changed=False, results=results)
+    module.exit_json(changed=False, results=results, **extra)
 
 
 if __name__ == "__main__":
