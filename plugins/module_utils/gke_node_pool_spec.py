@@ -45,6 +45,49 @@ UPDATE_FIELDS = ("node_locations", "labels", "taints", "machine_type", "accelera
 # Ready before old ones are drained). They go into one request, so the nodes are replaced once.
 NODE_REPLACING_FIELDS = ("machine_type", "accelerator", "image_type", "disk_type", "disk_size_gb")
 
+# The options of llm_serving.gke.gke_node_pool (without the GCP auth options GcpModule adds).
+NODE_POOL_ARGUMENT_SPEC = dict(
+    location=dict(type="str", required=True),
+    cluster=dict(type="str", required=True),
+    name=dict(type="str", required=True),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    machine_type=dict(type="str"),
+    accelerator=dict(type="dict", options=dict(
+        type=dict(type="str", required=True),
+        count=dict(type="int", default=1),
+        gpu_driver_version=dict(type="str", choices=["DEFAULT", "LATEST", "INSTALLATION_DISABLED"]),
+    )),
+    tpu_topology=dict(type="str"),
+    spot=dict(type="bool"),
+    autoscaling=dict(type="dict", options=dict(
+        enabled=dict(type="bool", default=True),
+        min_node_count=dict(type="int"),
+        max_node_count=dict(type="int"),
+        location_policy=dict(type="str", choices=["BALANCED", "ANY"]),
+    )),
+    initial_node_count=dict(type="int"),
+    node_count=dict(type="int"),
+    node_locations=dict(type="list", elements="str"),
+    labels=dict(type="dict"),
+    taints=dict(type="list", elements="raw"),
+    disk_size_gb=dict(type="int"),
+    disk_type=dict(type="str"),
+    image_type=dict(type="str"),
+    service_account=dict(type="str"),
+    oauth_scopes=dict(type="list", elements="str"),
+    reservation_affinity=dict(type="dict", options=dict(
+        consume_reservation_type=dict(type="str", required=True, choices=list(RESERVATION_TYPES)),
+        key=dict(type="str", no_log=False),  # a reservation label key, not a secret
+        values=dict(type="list", elements="str"),
+    )),
+    fallback_locations=dict(type="list", elements="str"),
+    recreate=dict(type="bool", default=False),
+    wait=dict(type="bool", default=True),
+    timeout=dict(type="int", default=2700),
+    api_endpoint=dict(type="str", default="https://container.googleapis.com"),
+    compute_endpoint=dict(type="str", default="https://compute.googleapis.com"),
+)
+
 
 def is_zone(location):
     """True for a zone such as europe-west4-a, False for a region such as europe-west4."""

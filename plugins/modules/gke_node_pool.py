@@ -409,7 +409,7 @@ from ansible_collections.google.cloud.plugins.module_utils.gcp_utils import GcpM
 from ansible_collections.llm_serving.gke.plugins.module_utils.gke_client import client_from_module  # noqa: E402
 from ansible_collections.llm_serving.gke.plugins.module_utils.gke_errors import GkeError  # noqa: E402
 from ansible_collections.llm_serving.gke.plugins.module_utils.gke_node_pool_reconciler import NodePoolReconciler  # noqa: E402
-from ansible_collections.llm_serving.gke.plugins.module_utils.gke_node_pool_spec import RESERVATION_TYPES  # noqa: E402
+from ansible_collections.llm_serving.gke.plugins.module_utils.gke_node_pool_spec import NODE_POOL_ARGUMENT_SPEC  # noqa: E402
 
 try:
     from google.auth.exceptions import GoogleAuthError
@@ -418,47 +418,8 @@ except ImportError:  # GcpSession reports the missing library
     class GoogleAuthError(Exception):
         """Stand-in so that the except clause below stays valid."""
 
-ARGUMENT_SPEC = dict(
-    location=dict(type="str", required=True),
-    cluster=dict(type="str", required=True),
-    name=dict(type="str", required=True),
-    state=dict(type="str", choices=["present", "absent"], default="present"),
-    machine_type=dict(type="str"),
-    accelerator=dict(type="dict", options=dict(
-        type=dict(type="str", required=True),
-        count=dict(type="int", default=1),
-        gpu_driver_version=dict(type="str", choices=["DEFAULT", "LATEST", "INSTALLATION_DISABLED"]),
-    )),
-    tpu_topology=dict(type="str"),
-    spot=dict(type="bool"),
-    autoscaling=dict(type="dict", options=dict(
-        enabled=dict(type="bool", default=True),
-        min_node_count=dict(type="int"),
-        max_node_count=dict(type="int"),
-        location_policy=dict(type="str", choices=["BALANCED", "ANY"]),
-    )),
-    initial_node_count=dict(type="int"),
-    node_count=dict(type="int"),
-    node_locations=dict(type="list", elements="str"),
-    labels=dict(type="dict"),
-    taints=dict(type="list", elements="raw"),
-    disk_size_gb=dict(type="int"),
-    disk_type=dict(type="str"),
-    image_type=dict(type="str"),
-    service_account=dict(type="str"),
-    oauth_scopes=dict(type="list", elements="str"),
-    reservation_affinity=dict(type="dict", options=dict(
-        consume_reservation_type=dict(type="str", required=True, choices=list(RESERVATION_TYPES)),
-        key=dict(type="str", no_log=False),  # a reservation label key, not a secret
-        values=dict(type="list", elements="str"),
-    )),
-    fallback_locations=dict(type="list", elements="str"),
-    recreate=dict(type="bool", default=False),
-    wait=dict(type="bool", default=True),
-    timeout=dict(type="int", default=2700),
-    api_endpoint=dict(type="str", default="https://container.googleapis.com"),
-    compute_endpoint=dict(type="str", default="https://compute.googleapis.com"),
-)
+# The options, shared with the node_pool_changes filter (plugins/module_utils/gke_node_pool_spec.py).
+ARGUMENT_SPEC = NODE_POOL_ARGUMENT_SPEC
 
 
 def main():
