@@ -75,6 +75,13 @@ options:
   node_pool:
     description: Node pool whose current size counts against O(nodes) (a pool that does not exist has 0 nodes).
     type: str
+  cluster_resource:
+    description:
+      - The cluster as M(llm_serving.gke.gke_cluster_info) returned it in this run
+        (RV(llm_serving.gke.gke_cluster_info#module:cluster)); when its C(name) is O(cluster), O(node_pool) is taken
+        from its C(nodePools) instead of being read again (its size still comes from its instance groups).
+    type: dict
+    version_added: 0.4.0
   accelerator_metric:
     description: Quota metric of the accelerator, replacing the derived one (for example C(NVIDIA_T4_GPUS)).
     type: str
@@ -195,6 +202,7 @@ ARGUMENT_SPEC = dict(
     nodes=dict(type="int", default=0),
     cluster=dict(type="str"),
     node_pool=dict(type="str"),
+    cluster_resource=dict(type="dict"),
     accelerator_metric=dict(type="str"),
     cpu_metric=dict(type="str"),
     fail_on_shortfall=dict(type="bool", default=False),
@@ -258,8 +266,12 @@ def guest_cpus(client, location, region_payload, machine_type):
     return int(payload["guestCpus"])
 
 
-def current_nodes(client, name):
-    pool = client.get_pool(name)
+def current_nodes(client, name, cluster_resource=None):
+    """Nodes of pool ``name`` now; the pool comes from ``cluster_resource`` (a cluster already read) when given."""
+    if cluster_resource:
+        pool = next((p for p in cluster_resource.get("nodePools") or [] if p.get("name") == name), None)
+    else:
+        pool = client.get_pool(name)
     if pool is None:
         return 0
     sizes = client.zone_sizes(pool)
@@ -280,7 +292,10 @@ def run(module, client):
         raise QuotaInputError(f"nodes must be >= 0, got {params['nodes']}")
     cpus = guest_cpus(client, params["location"], payload, params["machine_type"]) if params.get("machine_type") \
         else None
-    now = current_nodes(client, params["node_pool"]) if params.get("cluster") and params.get("node_pool") else 0
+    given = params.get("cluster_resource") or {}
+    given = given if given.get("name") == params.get("cluster") else None
+    now = current_nodes(client, params["node_pool"], given) if params.get("cluster") and params.get("node_pool") \
+        else 0
     new_nodes = max(params["nodes"] - now, 0)
     requirements = node_requirements(params.get("machine_type"), params.get("accelerator_type"),
                                      params["accelerator_count"], guest_cpus=cpus, spot=params["spot"],

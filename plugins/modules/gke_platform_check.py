@@ -44,6 +44,13 @@ attributes:
     support: full
     membership: [llm_serving.gke.gcp, llm_serving.gke.k8s]
 options:
+  cluster_resource:
+    description:
+      - The cluster as M(llm_serving.gke.gke_cluster_info) returned it in this run
+        (RV(llm_serving.gke.gke_cluster_info#module:cluster)); when its C(name) is O(cluster), the cluster is not
+        read again. Empty or another cluster - the module reads it.
+    type: dict
+    version_added: 0.4.0
   gateway_name:
     description: Name of the Gateway the HTTPRoutes attach to.
     type: str
@@ -207,6 +214,7 @@ def argument_spec():
     spec.update(
         location=dict(type="str", required=True),
         cluster=dict(type="str", required=True),
+        cluster_resource=dict(type="dict"),
         gateway_name=dict(type="str", default="inference-gateway"),
         gateway_namespace=dict(type="str", default="opendatahub"),
         route_namespace=dict(type="str", required=True),
@@ -226,6 +234,12 @@ def argument_spec():
         compute_endpoint=dict(type="str", default="https://compute.googleapis.com"),
     )
     return spec
+
+
+def given_cluster(params):
+    """The cluster handed over in cluster_resource when it is the one asked for (else None: read it)."""
+    given = params.get("cluster_resource") or {}
+    return given if given.get("name") == params["cluster"] else None
 
 
 def required_apis(params):
@@ -340,7 +354,7 @@ def main():
     facts = {}
     client = client_from_module(module)
     try:
-        cluster = client.get_cluster()
+        cluster = given_cluster(params) or client.get_cluster()
         if cluster is None:
             module.fail_json(msg=f"GKE cluster '{params['cluster']}' does not exist in project '{client.project}', "
                                  f"location '{params['location']}' (llm_serving_gke_cluster / llm_serving_gcp_location"
