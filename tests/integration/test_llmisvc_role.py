@@ -1,7 +1,7 @@
 """The llmisvc role (with pattern, nodepool and secrets) on the local cluster, for every catalog pattern.
 
-Deploys to Ready, re-runs with changed=0, runs --check (no writes, diff of a change), deletes with
-llmisvc_state=absent; and shows that bad input (the seed's GPU flags, a global-class Gateway, a node pool
+Deploys to Ready, re-runs with changed=0, runs --check (no writes, diff of a change; p3-gpu, see
+CHECK_MODE_PATTERNS), deletes with llmisvc_state=absent; and shows that bad input (the seed's GPU flags, a global-class Gateway, a node pool
 that cannot hold the replicas) is refused before anything is applied.
 """
 import re
@@ -72,6 +72,12 @@ def _condition(obj, kind):
     return next((c for c in obj.status.conditions or [] if c.type == kind), None)
 
 
+# Check mode (no change reported on a deployed pattern; a changed value shown as a diff and not written) is one
+# code path for every pattern (the apply module's dry-run comparison), so it runs for p3-gpu only: two
+# ansible-playbook runs less per TPU pattern on the CPU-bound CI machine. Deploy, rerun and delete run for all.
+CHECK_MODE_PATTERNS = {"p3-gpu"}
+
+
 @pytest.mark.parametrize("pattern", ["p3-gpu", "p1-tpu", "p3-tpu"])
 def test_pattern_deploys_ready_reruns_unchanged_checks_and_deletes(
         run_playbook, k8s, namespace, pattern, delete_test_pool):
@@ -112,15 +118,16 @@ def test_pattern_deploys_ready_reruns_unchanged_checks_and_deletes(
     assert second.rc == 0, second.stdout[-4000:]
     assert second.changed == 0
 
-    check = run_playbook(PLAYBOOK, extra, check=True)
-    assert check.rc == 0 and check.changed == 0, check.stdout[-4000:]
-    replicas = svc.spec.replicas
-    changed = _vars(pattern, namespace, replicas=replicas - 1 if replicas > 1 else 2)
-    diff = run_playbook(PLAYBOOK, changed, check=True, diff=True)
-    assert diff.rc == 0 and diff.changed >= 1, diff.stdout[-4000:]
-    assert '"replicas":' in diff.stdout or "replicas:" in diff.stdout
+    if pattern in CHECK_MODE_PATTERNS:
+        check = run_playbook(PLAYBOOK, extra, check=True)
+        assert check.rc == 0 and check.changed == 0, check.stdout[-4000:]
+        replicas = svc.spec.replicas
+        changed = _vars(pattern, namespace, replicas=replicas - 1 if replicas > 1 else 2)
+        diff = run_playbook(PLAYBOOK, changed, check=True, diff=True)
+        assert diff.rc == 0 and diff.changed >= 1, diff.stdout[-4000:]
+        assert '"replicas":' in diff.stdout or "replicas:" in diff.stdout
     after = _get(k8s, "serving.kserve.io/v1alpha1", "LLMInferenceService", namespace, svc.metadata.name)
-    assert after.spec.replicas == replicas
+    assert after.spec.replicas == svc.spec.replicas
     assert after.metadata.generation == svc.metadata.generation and _condition(after, "Ready").status == "True"
     del version  # resourceVersion moves with status writes of the controller; generation is the spec's
 
