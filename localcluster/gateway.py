@@ -196,6 +196,31 @@ class GatewayController:
         self.bind_ports = None  # callable(ports) -> set of bound ports, set by the data plane
         self.dirty = threading.Event()
         self.informers = {}
+        self._pod_views = {}  # (namespace, name) -> what routing reads of the pod (see _pod_changed)
+
+    def _pod_changed(self, kind, pod):
+        """Pods informer callback: a sync only when something routing reads changed.
+
+        Backends read a pod's labels, namespace, deletionTimestamp, Ready condition and podIP (ready_pods; the
+        container ports it resolves are immutable). Every other pod update in the cluster (restart counts,
+        container states, other conditions, probe results of pods no route uses) used to trigger a full sync of
+        every class, Gateway, route, pool and policy status.
+        """
+        meta = pod["metadata"]
+        key = (meta.get("namespace"), meta["name"])
+        view = None
+        if kind != "DELETED":
+            status = pod.get("status") or {}
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+            view = (meta.get("uid"), tuple(sorted((meta.get("labels") or {}).items())),
+                    bool(meta.get("deletionTimestamp")), ready, status.get("podIP"))
+        if self._pod_views.get(key) == view:
+            return
+        if view is None:
+            self._pod_views.pop(key, None)
+        else:
+            self._pod_views[key] = view
+        self.dirty.set()
 
     def start(self):
         def changed(_kind, _obj):
@@ -213,7 +238,8 @@ class GatewayController:
             "backendpolicies": (GKE_GROUP, "v1", "gcpbackendpolicies"),
         }
         for key, (group, version, plural) in specs.items():
-            self.informers[key] = Informer(self.kube, group, version, plural, changed, name=key).start()
+            callback = self._pod_changed if key == "pods" else changed
+            self.informers[key] = Informer(self.kube, group, version, plural, callback, name=key).start()
         for informer in self.informers.values():
             informer.synced.wait()
         self.sync()  # listeners bound and statuses written before the process reports ready

@@ -131,3 +131,32 @@ def test_parse_metrics_skips_other_samples_and_names_that_only_share_a_prefix():
             'vllm:kv_cache_usage_perc{engine="1",model_name="m"} 0.25\n'
             "vllm:generation_tokens_total 9.0\n")
     assert epp.parse_metrics(text) == {epp.WAITING_METRIC: 2.0, epp.KV_USAGE_METRIC: 0.75}
+
+
+def _pod(ready=True, ip="127.1.0.7", labels=None, restarts=0, deleting=False, uid="u1"):
+    meta = {"namespace": "ns", "name": "p", "uid": uid, "labels": labels or {"app": "vllm"}}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {"metadata": meta, "spec": {"containers": [{"name": "main"}]},
+            "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True" if ready else "False"},
+                                                   {"type": "PodScheduled", "status": "True"}],
+                       "containerStatuses": [{"name": "main", "restartCount": restarts}]}}
+
+
+def test_gateway_syncs_on_pod_updates_only_when_routing_would_change():
+    controller = gateway.GatewayController(None, "127.0.0.1", lambda _snapshot: None)
+
+    def dirty_after(kind, pod):
+        controller.dirty.clear()
+        controller._pod_changed(kind, pod)
+        return controller.dirty.is_set()
+
+    assert dirty_after("ADDED", _pod())
+    assert not dirty_after("MODIFIED", _pod(restarts=3))  # container status churn: no routing change
+    assert dirty_after("MODIFIED", _pod(ready=False))
+    assert dirty_after("MODIFIED", _pod(ready=False, ip="127.1.0.8"))
+    assert dirty_after("MODIFIED", _pod(ready=False, ip="127.1.0.8", labels={"app": "other"}))
+    assert dirty_after("MODIFIED", _pod(ready=False, ip="127.1.0.8", labels={"app": "other"}, deleting=True))
+    assert dirty_after("DELETED", _pod())
+    assert dirty_after("ADDED", _pod(uid="u2"))  # recreated under the same name
+    assert not dirty_after("MODIFIED", _pod(uid="u2"))
