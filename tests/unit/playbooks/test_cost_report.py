@@ -9,13 +9,18 @@ from pathlib import Path
 import pytest
 
 from tests.chart_svg import read_chart
+from tests.unit.once_per_session import once_per_session
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory):
-    reports = tmp_path_factory.mktemp("reports")
+    # One cost_report.yml run shared by both xdist workers.
+    return Path(once_per_session(tmp_path_factory, "cost-report", _cost_report))
+
+
+def _cost_report(reports):
     # A verification report from the local cluster (simulated throughput) and one from before measured_on existed.
     (reports / "verification-qwen2-3b-pattern3-gpu-20261202T070000Z.json").write_text(json.dumps(
         {"measured_on": "local-simulator", "benchmark": {"requests_per_second": 12.5}}))
@@ -28,7 +33,7 @@ def report_dir(tmp_path_factory):
          "-e", f"llm_serving_report_dir={reports}", "-e", json.dumps(handover)],
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-    return reports
+    return str(reports)
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,12 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
+
+from tests.unit.once_per_session import once_per_session
 
 ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "hf_render_must_not_leak_0123456789"
@@ -33,12 +36,17 @@ def _render(cwd, *args):
     return out
 
 
-@pytest.fixture(scope="module")
-def gpu_plan(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("render")
+def _render_gpu_plan(cwd):
     out = _render(cwd, "-e", "pattern_name=p3-gpu")
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-    return cwd / "rendered" / "p3-gpu", out
+    return {"plan": str(cwd / "rendered" / "p3-gpu"), "stdout": out.stdout, "stderr": out.stderr}
+
+
+@pytest.fixture(scope="module")
+def gpu_plan(tmp_path_factory):
+    # One render.yml run shared by both xdist workers.
+    plan = once_per_session(tmp_path_factory, "render-p3-gpu", _render_gpu_plan)
+    return Path(plan["plan"]), SimpleNamespace(stdout=plan["stdout"], stderr=plan["stderr"])
 
 
 def _docs(path):

@@ -10,6 +10,8 @@ import subprocess
 
 import pytest
 
+from tests.unit.once_per_session import once_per_session
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 PLAYBOOK = """
@@ -17,30 +19,60 @@ PLAYBOOK = """
   hosts: localhost
   gather_facts: false
   tasks:
-    - name: The ConfigMap as preflight.yml registers it
-      ansible.builtin.set_fact:
-        __llmisvc_isvc_config: "{{ given }}"
-    - name: Run kserve_tls.yml
-      ansible.builtin.include_role:
-        name: llm_serving.gke.llmisvc
-        tasks_from: kserve_tls
-    - name: Write the result
+    - name: Evaluate each case
+      ansible.builtin.include_tasks: case.yml
+      loop: "{{ cases }}"
+      loop_control:
+        loop_var: case
+    - name: Write the results
       ansible.builtin.copy:
-        content: "{{ {'tls': __llmisvc_kserve_tls, 'problems': __llmisvc_kserve_tls_problems} | to_json }}"
+        content: "{{ results | to_json }}"
         dest: "{{ out }}"
         mode: "0600"
 """
 
+CASE = """
+- name: The ConfigMap as preflight.yml registers it
+  ansible.builtin.set_fact:
+    __llmisvc_isvc_config: "{{ case.given }}"
+- name: Run kserve_tls.yml
+  ansible.builtin.include_role:
+    name: llm_serving.gke.llmisvc
+    tasks_from: kserve_tls
+  vars:
+    llmisvc_pattern: {model_uri: "{{ case.model_uri }}"}
+- name: Record the result
+  ansible.builtin.set_fact:
+    results: >-
+      {{ results | default({}) | combine({case.id: {'tls': __llmisvc_kserve_tls,
+                                                   'problems': __llmisvc_kserve_tls_problems}}) }}
+"""
 
-def _run(tmp_path, resources, model_uri="hf://Qwen/Qwen2.5-3B-Instruct"):
-    (tmp_path / "play.yml").write_text(PLAYBOOK)
-    extra = {"given": {"resources": resources}, "out": str(tmp_path / "out.json"),
-             "llmisvc_pattern": {"model_uri": model_uri}}
-    (tmp_path / "vars.json").write_text(json.dumps(extra))
-    proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), str(tmp_path / "play.yml"),
-                           "-e", f"@{tmp_path}/vars.json"], cwd=ROOT, capture_output=True, text=True, check=False)
+_CASES = {}
+
+
+def _case(resources, model_uri="hf://Qwen/Qwen2.5-3B-Instruct"):
+    """Register a case for the one playbook run of this module; returns its id."""
+    case_id = f"case{len(_CASES)}"
+    _CASES[case_id] = {"id": case_id, "given": {"resources": resources}, "model_uri": model_uri}
+    return case_id
+
+
+def _run_all(tmp):
+    # All cases in one ansible-playbook run (one start instead of one per case): kserve_tls.yml sets both facts
+    # from scratch in every case, so the cases cannot see each other.
+    (tmp / "play.yml").write_text(PLAYBOOK)
+    (tmp / "case.yml").write_text(CASE)
+    (tmp / "vars.json").write_text(json.dumps({"cases": list(_CASES.values()), "out": str(tmp / "out.json")}))
+    proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), str(tmp / "play.yml"),
+                           "-e", f"@{tmp}/vars.json"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    return json.loads((tmp_path / "out.json").read_text())
+    return json.loads((tmp / "out.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    return once_per_session(tmp_path_factory, "llmisvc-kserve-tls", _run_all)
 
 
 CREDENTIALS = json.dumps({"storageSecretNameAnnotation": "serving.kserve.io/storageSecretName",
@@ -52,31 +84,38 @@ def _cm(ingress, credentials=CREDENTIALS):
     return [{"metadata": {"name": "inferenceservice-config", "namespace": "kserve"}, "data": data}]
 
 
-@pytest.mark.parametrize(("resources", "expected"), [
-    (_cm(json.dumps({"ingressGateway": "knative-serving/knative-ingress-gateway",
-                     "enableLLMInferenceServiceTLS": True})), True),
-    (_cm(json.dumps({"ingressGateway": "knative-serving/knative-ingress-gateway",
-                     "enableLLMInferenceServiceTLS": False})), False),
-    (_cm(json.dumps({"ingressGateway": "knative-serving/knative-ingress-gateway"})), False),
-    ([], False),
+@pytest.mark.parametrize(("case_id", "expected"), [
+    (_case(_cm(json.dumps({"ingressGateway": "knative-serving/knative-ingress-gateway",
+                           "enableLLMInferenceServiceTLS": True}))), True),
+    (_case(_cm(json.dumps({"ingressGateway": "knative-serving/knative-ingress-gateway",
+                           "enableLLMInferenceServiceTLS": False}))), False),
+    (_case(_cm(json.dumps({"ingressGateway": "knative-serving/knative-ingress-gateway"}))), False),
+    (_case([]), False),
 ])
-def test_tls_setting_is_read(tmp_path, resources, expected):
-    assert _run(tmp_path, resources) == {"tls": expected, "problems": []}
+def test_tls_setting_is_read(results, case_id, expected):
+    assert results[case_id] == {"tls": expected, "problems": []}
 
 
-def test_unreadable_ingress_is_a_problem_naming_the_configmap(tmp_path):
-    result = _run(tmp_path, _cm("enableLLMInferenceServiceTLS: true"))
+UNREADABLE = _case(_cm("enableLLMInferenceServiceTLS: true"))
+
+
+def test_unreadable_ingress_is_a_problem_naming_the_configmap(results):
+    result = results[UNREADABLE]
     assert result["tls"] is False
     assert len(result["problems"]) == 1
     assert "kserve/inferenceservice-config" in result["problems"][0] and '"ingress"' in result["problems"][0]
 
 
-@pytest.mark.parametrize("credentials", [json.dumps({"storageSecretNameAnnotation": "example.com/secret"}), "{}"])
-def test_storage_secret_annotation_other_than_the_roles_is_a_problem(tmp_path, credentials):
+@pytest.mark.parametrize(("hf_case", "pvc_case"), [
+    # (an hf:// model, a pvc:// model) with each credentials text
+    (_case(_cm("{}", credentials)), _case(_cm("{}", credentials), model_uri="pvc://models/qwen"))
+    for credentials in (json.dumps({"storageSecretNameAnnotation": "example.com/secret"}), "{}")
+], ids=['{"storageSecretNameAnnotation": "example.com/secret"}', "{}"])
+def test_storage_secret_annotation_other_than_the_roles_is_a_problem(results, hf_case, pvc_case):
     # kserve/kserve v0.20.0 pkg/credentials/service_account_credentials.go: only the configured annotation is read.
-    result = _run(tmp_path, _cm("{}", credentials))
+    result = results[hf_case]
     assert len(result["problems"]) == 1
     assert "credentials.storageSecretNameAnnotation" in result["problems"][0]
     assert "serving.kserve.io/storageSecretName" in result["problems"][0] and "401" in result["problems"][0]
     # not an hf:// model: the storage initializer needs no Hugging Face token
-    assert _run(tmp_path, _cm("{}", credentials), model_uri="pvc://models/qwen")["problems"] == []
+    assert results[pvc_case]["problems"] == []

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from localcluster import cel, crds
+from tests.unit.once_per_session import once_per_session
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 # Pinned upstream files (localcluster/crds.py: from the cache, a mirror or the pinned download, checksum checked).
@@ -123,9 +124,7 @@ PLAYBOOK = """
 """
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("catalog")
+def _render_catalog(tmp):
     (tmp / "render_one.yml").write_text(RENDER_ONE)
     (tmp / "playbook.yml").write_text(PLAYBOOK)
     extra = {"cases": [{"id": cid, "vars": v} for cid, v in CASES], "out_dir": str(tmp)}
@@ -136,6 +135,12 @@ def rendered(tmp_path_factory):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(tmp / "results.json") as fh:
         return json.load(fh)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    # The one render of all cases, shared by both xdist workers (it is the unit suite's most expensive run).
+    return once_per_session(tmp_path_factory, "pattern-catalog", _render_catalog)
 
 
 @functools.cache
