@@ -6,8 +6,16 @@ pkg/controller/v1alpha2/llmisvc/router.go); GKE attaches a policy only to the ba
 Runs the role's policy_check.yml with the route / policies as the API would return them (no cluster).
 """
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+
+from tests.unit.once_per_session import once_per_session
+
+ROOT = Path(__file__).resolve().parents[3]
 
 V1, V1ALPHA2 = "inference.networking.k8s.io", "inference.networking.x-k8s.io"
 POOL = "m-inference-pool"
@@ -17,20 +25,32 @@ PLAYBOOK = """
   hosts: localhost
   gather_facts: false
   tasks:
-    - name: Set the facts routing.yml would have set (extra vars could not be overwritten by the role)
-      ansible.builtin.set_fact:
-        __verification_checks: []
-        __verification_policies: "{{ given.policies }}"
-        __verification_pool_refs: "{{ given.pool_refs }}"
-    - name: Run policy_check.yml
-      ansible.builtin.include_role:
-        name: llm_serving.gke.verification
-        tasks_from: policy_check
+    - name: Evaluate each case
+      ansible.builtin.include_tasks: case.yml
+      loop: "{{ cases }}"
+      loop_control:
+        loop_var: case
     - name: Write the checks
       ansible.builtin.copy:
-        content: "{{ __verification_checks | to_json }}"
+        content: "{{ results | to_json }}"
         dest: "{{ out }}"
         mode: "0600"
+"""
+
+# One case: policy_check.yml starts from an empty check list each time, so no case sees another's check.
+CASE = """
+- name: Set the facts routing.yml would have set (extra vars could not be overwritten by the role)
+  ansible.builtin.set_fact:
+    __verification_checks: []
+    __verification_policies: "{{ case.policies }}"
+    __verification_pool_refs: "{{ case.pool_refs }}"
+- name: Run policy_check.yml
+  ansible.builtin.include_role:
+    name: llm_serving.gke.verification
+    tasks_from: policy_check
+- name: Record the checks
+  ansible.builtin.set_fact:
+    results: "{{ results | default({}) | combine({case.id: __verification_checks}) }}"
 """
 
 
@@ -39,29 +59,56 @@ def _policy(kind, group):
             "spec": {"targetRef": {"group": group, "kind": "InferencePool", "name": POOL}}}
 
 
-def _run(tmp_path, ansible_playbook, route_group, policy_groups):
+_CASES = {}
+
+
+def _case(route_group, policy_groups):
+    """Register a case of the module's one playbook run; returns its id."""
     results = [{"item": kind, "resources": [_policy(kind, g) for g in policy_groups]}
                for kind in ("HealthCheckPolicy", "GCPBackendPolicy")]
-    extra = {"given": {"policies": {"results": results},
-                       "pool_refs": [{"group": route_group, "kind": "InferencePool", "name": POOL}]},
-             "out": str(tmp_path / "checks.json")}
-    (tmp_path / "vars.json").write_text(json.dumps(extra))
-    proc = ansible_playbook(PLAYBOOK, "-e", f"@{tmp_path}/vars.json")
+    case_id = f"case{len(_CASES)}"
+    _CASES[case_id] = {"id": case_id, "policies": {"results": results},
+                       "pool_refs": [{"group": route_group, "kind": "InferencePool", "name": POOL}]}
+    return case_id
+
+
+def _run_all(tmp):
+    # All cases in one ansible-playbook run (one start instead of one per case).
+    (tmp / "case.yml").write_text(CASE)
+    (tmp / "play.yml").write_text(PLAYBOOK)
+    (tmp / "vars.json").write_text(json.dumps({"cases": list(_CASES.values()), "out": str(tmp / "checks.json")}))
+    environ = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"), ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                           str(tmp / "play.yml"), "-e", f"@{tmp}/vars.json"],
+                          capture_output=True, text=True, env=environ, cwd=ROOT, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    checks = json.loads((tmp_path / "checks.json").read_text())
-    assert [c["name"] for c in checks] == ["gke_policies_target_route_backend"]
-    return checks[0]
+    return json.loads((tmp / "checks.json").read_text())
 
 
-@pytest.mark.parametrize("route_group", [V1, V1ALPHA2])
-def test_policies_for_both_groups_cover_the_route(tmp_path, ansible_playbook, route_group):
-    check = _run(tmp_path, ansible_playbook, route_group, [V1, V1ALPHA2])
+@pytest.fixture(scope="module")
+def checks(tmp_path_factory):
+    return once_per_session(tmp_path_factory, "verification-policy-check", _run_all)
+
+
+def _check(checks, case_id):
+    assert [c["name"] for c in checks[case_id]] == ["gke_policies_target_route_backend"]
+    return checks[case_id][0]
+
+
+@pytest.mark.parametrize("case_id", [_case(V1, [V1, V1ALPHA2]), _case(V1ALPHA2, [V1, V1ALPHA2])],
+                         ids=[V1, V1ALPHA2])
+def test_policies_for_both_groups_cover_the_route(checks, case_id):
+    check = _check(checks, case_id)
     assert check["passed"] is True
+    route_group = _CASES[case_id]["pool_refs"][0]["group"]
     assert f"{route_group}/InferencePool/{POOL}" in check["measured"]
 
 
-def test_policies_on_the_v1_pool_miss_a_route_on_v1alpha2(tmp_path, ansible_playbook):
-    check = _run(tmp_path, ansible_playbook, V1ALPHA2, [V1])
+MISSED = _case(V1ALPHA2, [V1])
+
+
+def test_policies_on_the_v1_pool_miss_a_route_on_v1alpha2(checks):
+    check = _check(checks, MISSED)
     assert check["passed"] is False
     assert f"HealthCheckPolicy for {V1ALPHA2}/InferencePool {POOL}" in check["measured"]
     assert f"GCPBackendPolicy for {V1ALPHA2}/InferencePool {POOL}" in check["measured"]
