@@ -81,7 +81,7 @@ options:
         (RV(llm_serving.gke.gke_cluster_info#module:cluster)); when its C(name) is O(cluster), O(node_pool) is taken
         from its C(nodePools) instead of being read again (its size still comes from its instance groups).
     type: dict
-    version_added: 0.4.0
+    version_added: 0.3.0
   accelerator_metric:
     description: Quota metric of the accelerator, replacing the derived one (for example C(NVIDIA_T4_GPUS)).
     type: str

@@ -50,7 +50,7 @@ options:
         (RV(llm_serving.gke.gke_cluster_info#module:cluster)); when its C(name) is O(cluster), the cluster is not
         read again. Empty or another cluster - the module reads it.
     type: dict
-    version_added: 0.4.0
+    version_added: 0.3.0
   gateway_name:
     description: Name of the Gateway the HTTPRoutes attach to.
     type: str

@@ -41,7 +41,7 @@ options:
         API server serves for each kind, before running O(queries) on that discovery - one module run for the
         discovery and the reads.
     type: dict
-    version_added: 0.4.0
+    version_added: 0.3.0
 attributes:
   action_group:
     support: full
