@@ -9,6 +9,10 @@ import json
 import os
 import subprocess
 
+import pytest
+
+from tests.unit.once_per_session import once_per_session
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 FAKE_MODULE = '''#!/usr/bin/python
@@ -52,14 +56,19 @@ def main():
 main()
 '''
 
-PLAYBOOK = """
-- name: Wait with progress
+PLAY = """
+- name: Wait with progress ({namespace})
   hosts: localhost
   gather_facts: false
   vars:
-    llmisvc_pattern: {llmisvc_name: tpu, namespace: "{{ namespace }}"}
+    namespace: {namespace}
+    llmisvc_pattern: {{llmisvc_name: tpu, namespace: "{{{{ namespace }}}}"}}
     llmisvc_wait_report_interval: 2
   tasks:
+    - name: Start from no result (facts of the previous play stay on the host)
+      ansible.builtin.set_fact:
+        failed_msg: ""
+        llmisvc_result: {{}}
     - name: Wait
       block:
         - name: Run the role's wait
@@ -69,13 +78,14 @@ PLAYBOOK = """
       rescue:
         - name: Note the failure
           ansible.builtin.set_fact:
-            failed_msg: "{{ ansible_failed_result.msg }}"
+            failed_msg: "{{{{ ansible_failed_result.msg }}}}"
     - name: Write the result
       ansible.builtin.copy:
-        content: "{{ {'result': llmisvc_result, 'failed_msg': failed_msg | default('')} | to_json }}"
-        dest: "{{ out }}"
+        content: "{{{{ {{'result': llmisvc_result, 'failed_msg': failed_msg}} | to_json }}}}"
+        dest: "{{{{ out }}}}/{namespace}.json"
         mode: "0600"
 """
+NAMESPACES = ("ok", "broken", "ready-now")
 
 
 def _collection(tmp_path):
@@ -87,21 +97,33 @@ def _collection(tmp_path):
     return tmp_path / "collections"
 
 
-def _run(tmp_path, namespace):
+def _run_all(tmp_path):
+    # The three cases as plays of one ansible-playbook run (one start instead of three). A fake wait of 2 x 3 s
+    # still outlasts a report round (llmisvc_wait_report_interval 2), so a progress line is read while it runs.
     collections = _collection(tmp_path)
-    (tmp_path / "play.yml").write_text(PLAYBOOK)
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_ROLES_PATH=str(tmp_path))
+    (tmp_path / "play.yml").write_text("".join(PLAY.format(namespace=namespace) for namespace in NAMESPACES))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_ROLES_PATH=str(tmp_path),
+               FAKE_STEP="3")
     proc = subprocess.run(
         [os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", "localhost,", "-c", "local",
-         str(tmp_path / "play.yml"), "-e", f"namespace={namespace}", "-e", f"out={tmp_path / 'out.json'}",
+         str(tmp_path / "play.yml"), "-e", f"out={tmp_path}",
          "-e", f"ansible_python_interpreter={os.path.join(ROOT, '.venv', 'bin', 'python')}"],
         cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    return proc.stdout, json.loads((tmp_path / "out.json").read_text())
+    # The output of each play: from its PLAY line to the next one.
+    plays = proc.stdout.split("PLAY [Wait with progress (")[1:]
+    assert [play.split(")", 1)[0] for play in plays] == list(NAMESPACES), proc.stdout[-3000:]
+    return {namespace: (play, json.loads((tmp_path / f"{namespace}.json").read_text()))
+            for namespace, play in zip(NAMESPACES, plays, strict=True)}
 
 
-def test_progress_is_shown_while_waiting_and_the_result_keeps_the_timeline(tmp_path):
-    stdout, out = _run(tmp_path, "ok")
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return once_per_session(tmp_path_factory, "llmisvc-wait-progress", _run_all)
+
+
+def test_progress_is_shown_while_waiting_and_the_result_keeps_the_timeline(runs):
+    stdout, out = runs["ok"]
     assert "Progress of tpu" in stdout
     shown = [line for line in ("tpu after 0s: nodes ready 0 of 1 needed (1 being added)",
                                "tpu after 6s: nodes ready 1 of 1 needed; pods 1: 1 starting") if line in stdout]
@@ -113,14 +135,14 @@ def test_progress_is_shown_while_waiting_and_the_result_keeps_the_timeline(tmp_p
     assert out["failed_msg"] == ""
 
 
-def test_a_failed_wait_fails_the_play_with_the_modules_message(tmp_path):
-    _stdout, out = _run(tmp_path, "broken")
+def test_a_failed_wait_fails_the_play_with_the_modules_message(runs):
+    _stdout, out = runs["broken"]
     assert out["failed_msg"] == "tpu not ready: pod tpu-1: ImagePullBackOff (hint: check the image)"
     assert out["result"]["outcome"] == "failed" and out["result"]["timeline"]
 
 
-def test_an_llmisvc_ready_already_needs_no_background_wait(tmp_path):
-    stdout, out = _run(tmp_path, "ready-now")
+def test_an_llmisvc_ready_already_needs_no_background_wait(runs):
+    stdout, out = runs["ready-now"]
     assert "Progress of tpu" not in stdout
     assert "ansible_job_id" not in out["result"]  # the module's own result, not an async job's
     assert out["result"]["ready"] is True and out["result"]["outcome"] == "ready"
