@@ -58,6 +58,9 @@ LANES = {
         Stage("sanity", "sanity"),
         Stage("build+ee", "ee"),
         Stage("unit", "unit", junit=("unit.xml",)),
+        # The kind scenario's attach path on a second, bare control plane with its own ports, addresses and state
+        # dir (molecule/attach/molecule.yml): it needs nothing of the shared cluster and runs beside it.
+        Stage("molecule attach", "molecule-attach"),
     ],
     "cluster": [
         Stage("cluster-up", "cluster-up"),
