@@ -91,6 +91,7 @@ async def run_gateway(replicas):
     await plane._bind({GATEWAY_PORT})
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await plane.session.close()
 
 
 # ------------------------------------------------------------------------------------------ driver
