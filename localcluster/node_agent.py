@@ -68,6 +68,10 @@ GPU_LABEL, TPU_LABEL = "cloud.google.com/gke-accelerator", "cloud.google.com/gke
 STORAGE_SCHEMES = ("gs://", "s3://", "hf://", "https://", "http://", "pvc://", "oci://", "/")
 
 
+# The pod conditions the kubelet writes (kubernetes/kubernetes v1.20.2 pkg/kubelet/status/generate.go).
+KUBELET_CONDITIONS = ("Initialized", "Ready", "ContainersReady")
+
+
 def now_rfc3339():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -426,10 +430,23 @@ class PodWorker:
             status["initContainerStatuses"] = [c.status() for c in self.init_containers]
         return status
 
-    async def sync_status(self):
+    def status_drifted(self, pod):
+        """True when the API server's pod status differs from the last one written here in the phase or in the
+        status of a condition this kubelet owns (timestamps aside; conditions others add are theirs)."""
+        if self._last_written is None or self.terminating:
+            return False
+
+        def essentials(status):
+            owned = {c.get("type"): c.get("status") for c in status.get("conditions") or []
+                     if c.get("type") in KUBELET_CONDITIONS}
+            return status.get("phase"), owned
+
+        return essentials(pod.get("status") or {}) != essentials(self._last_written)
+
+    async def sync_status(self, force=False):
         async with self._status_lock:
             status = self.build_status()
-            if status == self._last_written or self.stopping.is_set() and self.terminating:
+            if (status == self._last_written and not force) or self.stopping.is_set() and self.terminating:
                 return
             try:
                 await self.agent.api(self.agent.core.patch_namespaced_pod_status, self.name, self.namespace,
@@ -1153,6 +1170,13 @@ class NodeAgent:
         worker.pod = pod
         if pod["metadata"].get("deletionTimestamp") and not worker.terminating:
             asyncio.ensure_future(worker.terminate())
+        elif worker.status_drifted(pod):
+            # Someone else changed what this kubelet reported: the node lifecycle controller marks the pods of a node
+            # whose heartbeats lapsed Ready=False (kubernetes/kubernetes v1.20.2
+            # pkg/controller/nodelifecycle/node_lifecycle_controller.go, MarkPodsNotReady). The kubelet's status
+            # manager writes its own status again once it differs from the API server's (v1.20.2
+            # pkg/kubelet/status/status_manager.go, syncBatch / needsReconcile).
+            asyncio.ensure_future(worker.sync_status(force=True))
 
     async def handle_node(self, event_type, node):
         name = node["metadata"]["name"]
