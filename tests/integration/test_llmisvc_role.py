@@ -1,8 +1,8 @@
 """The llmisvc role (with pattern, nodepool and secrets) on the local cluster, for every catalog pattern.
 
 Deploys to Ready, re-runs with changed=0, runs --check (no writes, diff of a change; p3-gpu, see
-CHECK_MODE_PATTERNS), deletes with llmisvc_state=absent; and shows that bad input (the seed's GPU flags, a global-class Gateway, a node pool
-that cannot hold the replicas) is refused before anything is applied.
+CHECK_MODE_PATTERNS), deletes with llmisvc_state=absent; and shows that bad input (the seed's GPU flags, a
+global-class Gateway, a node pool that cannot hold the replicas) is refused before anything is applied.
 """
 import re
 import time
