@@ -233,8 +233,8 @@ def print_cpu_users(cases):
     for cpu, nodeid in measured:
         module = nodeid.split("::", 1)[0]
         modules[module] = modules.get(module, 0.0) + cpu
-    print("  by module: " + ", ".join(f"{name.rsplit('.', 1)[-1]} {cpu:.0f}"
-                                       for name, cpu in sorted(modules.items(), key=lambda i: -i[1])[:10]))
+    heaviest = sorted(modules.items(), key=lambda i: -i[1])[:10]
+    print("  by module: " + ", ".join(f"{name.rsplit('.', 1)[-1]} {cpu:.0f}" for name, cpu in heaviest))
 
 
 def main(argv=None):

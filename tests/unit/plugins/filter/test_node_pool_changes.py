@@ -28,8 +28,8 @@ def cluster_with(**pool_fields):
     pool = dict(spec.build_node_pool(t4_params(labels={}, taints=[], spot=False)), status="RUNNING",
                 locations=["europe-west4-a"])
     pool.update(pool_fields)
-    return {"name": "c1", "location": "europe-west4-a", "nodePools": [{"name": "default-pool", "status": "RUNNING"},
-                                                                        pool]}
+    pools = [{"name": "default-pool", "status": "RUNNING"}, pool]
+    return {"name": "c1", "location": "europe-west4-a", "nodePools": pools}
 
 
 def test_a_pool_that_matches_needs_no_change():
