@@ -15,15 +15,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import cluster_state
 import pytest
-import requests
 from kubernetes.client.rest import ApiException
 
 pytestmark = pytest.mark.cluster
 
 GPU_PLAYBOOK = "playbooks/deploy_pattern3_gpu.yml"
 TPU_PLAYBOOK = "playbooks/deploy_pattern1_tpu.yml"
-WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 GATEWAY_NAMESPACE = "t-bad-gw"
 GLOBAL_GATEWAY = "t-bad-global-gw"
 
@@ -97,61 +96,6 @@ CASES = [
 ]
 
 
-# ---------------------------------------------------------------- GKE simulator
-
-class GkeSim:
-    """The simulated GKE API of the local cluster: request log, node pool cleanup."""
-
-    def __init__(self, env):
-        self.base = env["GKE_API_ENDPOINT"]
-        self.pools_url = (f"{self.base}/v1/projects/{env['GCP_PROJECT']}/locations/{env['GKE_LOCATION']}"
-                          f"/clusters/{env['GKE_CLUSTER']}/nodePools")
-        self.headers = {"Authorization": f"Bearer {env['GCP_ACCESS_TOKEN']}"}
-
-    def writes_naming(self, pool, since):
-        """POST/PUT/PATCH/DELETE requests after `since` whose path or body names node pool `pool`."""
-        log = requests.get(f"{self.base}/_sim/requests", headers=self.headers, timeout=30).json()["requests"]
-        pattern = re.compile(rf"(^|[^-a-zA-Z0-9_]){re.escape(pool)}($|[^-a-zA-Z0-9_])")
-        return [f"{r['method']} {r['path']}" for r in log
-                if r["method"] in WRITE_METHODS and _log_time(r["time"]) >= since
-                and (pattern.search(r["path"]) or pattern.search(json.dumps(r.get("body"))))]
-
-    def delete_pool(self, name, deadline=300):
-        """Delete a pool a failed case created, retrying while its create operation still runs."""
-        stop = time.monotonic() + deadline
-        while time.monotonic() < stop:
-            if requests.get(f"{self.pools_url}/{name}", headers=self.headers, timeout=30).status_code == 404:
-                return
-            requests.delete(f"{self.pools_url}/{name}", headers=self.headers, timeout=30)
-            time.sleep(3)
-
-
-def _log_time(text):
-    """2026-11-27T02:28:18.606103000Z -> aware datetime (nanoseconds cut to microseconds)."""
-    stamp = re.sub(r"(\.\d{6})\d*", r"\1", text.rstrip("Z"))
-    return datetime.fromisoformat(stamp).replace(tzinfo=UTC)
-
-
-# ---------------------------------------------------------------- Kubernetes helpers
-
-def _namespace_exists(k8s, name):
-    try:
-        k8s.resources.get(api_version="v1", kind="Namespace").get(name=name)
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
-
-
-def _delete_namespace(k8s, name):
-    try:
-        k8s.resources.get(api_version="v1", kind="Namespace").delete(name=name)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-
-
 def _wait_for_async_jobs(async_dir, deadline=600):
     """Wait until the background jobs a failed play left behind (nodepool tasks_from: start) have ended.
 
@@ -175,17 +119,6 @@ def _job_finished(job_file):
     return data.get("finished") == 1 or "started" not in data
 
 
-def _failure_messages(stdout):
-    """The msg of every failed task (callback_result_format=json keeps each result on one line)."""
-    messages = []
-    for line in stdout.splitlines():
-        match = re.search(r"FAILED! => (\{.*\})\s*$", line)
-        if match:
-            result = json.loads(match.group(1))
-            messages.append(str(result.get("msg", result)))
-    return messages
-
-
 def _deep_merge(base, extra):
     merged = copy.deepcopy(base)
     for key, value in extra.items():
@@ -200,14 +133,14 @@ def _deep_merge(base, extra):
 
 @pytest.fixture(scope="module")
 def gke_sim(local_cluster):
-    return GkeSim(local_cluster)
+    return cluster_state.GkeSim(local_cluster)
 
 
 @pytest.fixture
 def global_gateway(k8s):
     """A Gateway of the global class (no InferencePool support) in the test's own namespace."""
     namespaces = k8s.resources.get(api_version="v1", kind="Namespace")
-    if not _namespace_exists(k8s, GATEWAY_NAMESPACE):
+    if not cluster_state.exists(k8s, "v1", "Namespace", GATEWAY_NAMESPACE):
         namespaces.create(body={"metadata": {"name": GATEWAY_NAMESPACE}})
     gateways = k8s.resources.get(api_version="gateway.networking.k8s.io/v1", kind="Gateway")
     body = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
@@ -221,7 +154,7 @@ def global_gateway(k8s):
         if exc.status != 409:
             raise
     yield
-    _delete_namespace(k8s, GATEWAY_NAMESPACE)
+    cluster_state.delete_if_present(k8s, "v1", "Namespace", GATEWAY_NAMESPACE)
 
 
 def _objects_in(k8s, namespace, api_version, kind):
@@ -245,22 +178,22 @@ def test_bad_input_fails_before_any_write(case, run_playbook, k8s, gke_sim, tmp_
     # Bounds on the waits and no benchmark, for cases that are not stopped early (xfail) and deploy anyway.
     extra_vars = {"pattern_overrides": overrides, "llm_serving_report_dir": str(tmp_path), "llmisvc_wait_timeout": 90,
                   "verification_benchmark": False, "verification_cache_test": False, **case.extra_vars}
-    assert not _namespace_exists(k8s, names), f"namespace {names} left over from an earlier run"
+    assert not cluster_state.exists(k8s, "v1", "Namespace", names), f"namespace {names} left over from an earlier run"
 
     started = datetime.now(UTC)
     try:
         async_dir = tmp_path / "async"
         result = run_playbook(case.playbook, extra_vars,
-                              env={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json", "ANSIBLE_ASYNC_DIR": str(async_dir)})
+                              env={**cluster_state.JSON_RESULTS, "ANSIBLE_ASYNC_DIR": str(async_dir)})
         _wait_for_async_jobs(async_dir)
         writes = [w for pool in pools for w in gke_sim.writes_naming(pool, started)]
-        namespace_made = _namespace_exists(k8s, names)
+        namespace_made = cluster_state.exists(k8s, "v1", "Namespace", names)
     finally:
         for pool in pools:
             gke_sim.delete_pool(pool)
-        _delete_namespace(k8s, names)
+        cluster_state.delete_if_present(k8s, "v1", "Namespace", names)
 
-    messages = _failure_messages(result.stdout)
+    messages = cluster_state.failure_messages(result.stdout)
     print(f"{case.id}: rc={result.rc} messages={messages}")
     assert result.rc != 0 and result.failed > 0, f"{case.id} did not fail:\n{result.stdout[-3000:]}"
     assert not writes, f"{case.id} wrote to GKE before failing: {writes}"

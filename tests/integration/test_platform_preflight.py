@@ -6,124 +6,41 @@ subnet (Compute API of the GKE simulator) and leaves existing objects alone.
 the test's node pool, and the test's workload namespace does not exist afterwards.
 """
 import copy
-import json
-import re
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import cluster_state
 import pytest
-import requests
 import yaml
-from kubernetes.client.rest import ApiException
 
 pytestmark = pytest.mark.cluster
 
 PLAYBOOK = "playbooks/deploy_pattern3_gpu.yml"
-WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 ODH_IMAGE = "quay.io/opendatahub/kserve-controller:v0.15-latest"
-JSON = {"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
-
-
-class Gke:
-    def __init__(self, env):
-        self.base = env["GKE_API_ENDPOINT"]
-        self.headers = {"Authorization": f"Bearer {env['GCP_ACCESS_TOKEN']}"}
-        self.cluster = (f"{self.base}/v1/projects/{env['GCP_PROJECT']}/locations/{env['GKE_LOCATION']}/clusters/"
-                        f"{env['GKE_CLUSTER']}")
-        region = env["GKE_LOCATION"].rsplit("-", 1)[0]
-        self.subnets = f"{self.base}/compute/v1/projects/{env['GCP_PROJECT']}/regions/{region}/subnetworks"
-
-    def call(self, method, url, body=None):
-        response = requests.request(method, url, json=body, headers=self.headers, timeout=30)
-        return response.status_code, response.json()
-
-    def set_http_lb(self, disabled, deadline=120):
-        stop = time.monotonic() + deadline
-        while time.monotonic() < stop:
-            status = self.call("POST", f"{self.cluster}:setAddons",
-                               {"addonsConfig": {"httpLoadBalancing": {"disabled": disabled}}})[0]
-            if status == 200:
-                break
-            time.sleep(2)  # 400 FAILED_PRECONDITION while another operation runs on the cluster
-        while time.monotonic() < stop:
-            cluster = self.call("GET", self.cluster)[1]
-            if cluster["status"] == "RUNNING" and bool(
-                    cluster["addonsConfig"]["httpLoadBalancing"].get("disabled")) == disabled:
-                return
-            time.sleep(0.5)
-        raise AssertionError(f"httpLoadBalancing.disabled never became {disabled}")
-
-    def subnet_status(self, name):
-        return self.call("GET", f"{self.subnets}/{name}")[0]
-
-    def wait_subnet(self, name, status, deadline=60):
-        stop = time.monotonic() + deadline
-        while self.subnet_status(name) != status:
-            assert time.monotonic() < stop, f"subnet {name} never answered {status}"
-            time.sleep(0.5)
-
-    def writes_naming(self, pool, since):
-        log = requests.get(f"{self.base}/_sim/requests", headers=self.headers, timeout=30).json()["requests"]
-        pattern = re.compile(rf"(^|[^-a-zA-Z0-9_]){re.escape(pool)}($|[^-a-zA-Z0-9_])")
-        return [f"{r['method']} {r['path']}" for r in log
-                if r["method"] in WRITES and _log_time(r["time"]) >= since
-                and (pattern.search(r["path"]) or pattern.search(json.dumps(r.get("body"))))]
-
-
-def _failures(stdout):
-    """The msg of every failed task (callback_result_format=json keeps each result on one line)."""
-    messages = []
-    for line in stdout.splitlines():
-        match = re.search(r"FAILED! => (\{.*\})\s*$", line)
-        if match:
-            messages.append(str(json.loads(match.group(1)).get("msg")))
-    return " ".join(messages)
-
-
-def _log_time(text):
-    return datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", text.rstrip("Z"))).replace(tzinfo=UTC)
-
-
-def _namespace_exists(k8s, name):
-    try:
-        k8s.resources.get(api_version="v1", kind="Namespace").get(name=name)
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
-
-
-def _delete_namespace(k8s, name):
-    try:
-        k8s.resources.get(api_version="v1", kind="Namespace").delete(name=name)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
+JSON = cluster_state.JSON_RESULTS
 
 
 @pytest.fixture(scope="module")
 def gke(local_cluster):
-    return Gke(local_cluster)
+    return cluster_state.GkeSim(local_cluster)
 
 
 def _deploy_refused(run_playbook, k8s, gke, name, tmp_path, extra_vars=None, env=None):
-    """Run the GPU pattern with its own names; return (failure output, writes to GKE, namespace made)."""
+    """Run the GPU pattern with its own names; check it wrote nothing; return its failure messages, joined."""
     overrides = {"namespace": name, "llmisvc_name": name, "nodepool": {"name": name}, "replicas": 1}
-    assert not _namespace_exists(k8s, name), f"namespace {name} left over from an earlier run"
+    assert not cluster_state.exists(k8s, "v1", "Namespace", name), f"namespace {name} left over from an earlier run"
     started = datetime.now(UTC)
     try:
         result = run_playbook(PLAYBOOK, {"pattern_overrides": overrides, "llm_serving_report_dir": str(tmp_path),
                                          **(extra_vars or {})}, env={**JSON, **(env or {})})
         writes = gke.writes_naming(name, started)
-        namespace_made = _namespace_exists(k8s, name)
+        namespace_made = cluster_state.exists(k8s, "v1", "Namespace", name)
     finally:
-        _delete_namespace(k8s, name)
+        cluster_state.delete_if_present(k8s, "v1", "Namespace", name)
     assert result.rc != 0, result.stdout[-3000:]
     assert not writes, f"wrote to GKE before failing: {writes}"
     assert not namespace_made, f"created namespace {name} before failing"
-    return _failures(result.stdout)
+    return " ".join(cluster_state.failure_messages(result.stdout))
 
 
 def test_kubeconfig_of_another_cluster_is_refused_naming_both(run_playbook, k8s, gke, local_cluster, tmp_path):
@@ -133,11 +50,10 @@ def test_kubeconfig_of_another_cluster_is_refused_naming_both(run_playbook, k8s,
         cluster["cluster"]["server"] = "https://localhost:16443"  # the same API server under another name
     path = tmp_path / "kubeconfig-other"
     path.write_text(yaml.safe_dump(other))
-    out = _deploy_refused(run_playbook, k8s, gke, "t-platform-kubeconfig", tmp_path,
-                          {"llm_serving_kubeconfig": str(path)},
-                          env={"KUBECONFIG": str(path), "K8S_AUTH_KUBECONFIG": str(path)})
-    text = out
-    assert "the kubeconfig's API server https://localhost:16443" in text, out[-3000:]
+    text = _deploy_refused(run_playbook, k8s, gke, "t-platform-kubeconfig", tmp_path,
+                           {"llm_serving_kubeconfig": str(path)},
+                           env={"KUBECONFIG": str(path), "K8S_AUTH_KUBECONFIG": str(path)})
+    assert "the kubeconfig's API server https://localhost:16443" in text, text[-3000:]
     assert "is not GKE cluster llm-serving-local in europe-west4-a (control plane 127.0.0.1)" in text
     assert "gcloud container clusters get-credentials llm-serving-local" in text
 
@@ -154,7 +70,7 @@ def odh_controller(k8s):
                  "template": {"metadata": {"labels": labels},
                               "spec": {"containers": [{"name": "manager", "image": ODH_IMAGE}]}}}})
     yield namespace
-    _delete_namespace(k8s, namespace)
+    cluster_state.delete_if_present(k8s, "v1", "Namespace", namespace)
 
 
 @pytest.mark.serial  # disables HTTP load balancing and deletes the proxy-only subnet of the shared cluster
@@ -162,13 +78,12 @@ def test_bad_platform_is_refused_before_any_write_and_platform_yml_restores_the_
         run_playbook, k8s, gke, tmp_path, odh_controller):
     try:
         gke.set_http_lb(disabled=True)
-        assert gke.call("DELETE", f"{gke.subnets}/proxy-only-subnet")[0] == 200
+        assert gke.call("DELETE", f"{gke.subnets_url}/proxy-only-subnet")[0] == 200
         gke.wait_subnet("proxy-only-subnet", 404)
 
-        out = _deploy_refused(run_playbook, k8s, gke, "t-platform-bad", tmp_path,
-                              {"llmisvc_controller_namespace": odh_controller})
-        text = out
-        assert "platform pre-flight failed (nothing was written)" in text, out[-4000:]
+        text = _deploy_refused(run_playbook, k8s, gke, "t-platform-bad", tmp_path,
+                               {"llmisvc_controller_namespace": odh_controller})
+        assert "platform pre-flight failed (nothing was written)" in text, text[-4000:]
         assert "gcloud container clusters update llm-serving-local --location europe-west4-a " \
                "--update-addons=HttpLoadBalancing=ENABLED" in text
         assert "no proxy-only subnet (purpose REGIONAL_MANAGED_PROXY, role ACTIVE) in region europe-west4" in text
@@ -192,7 +107,7 @@ def test_bad_platform_is_refused_before_any_write_and_platform_yml_restores_the_
     finally:
         gke.set_http_lb(disabled=False)
         if gke.subnet_status("proxy-only-subnet") == 404:
-            gke.call("POST", gke.subnets, {"name": "proxy-only-subnet", "ipCidrRange": "10.129.0.0/23",
+            gke.call("POST", gke.subnets_url, {"name": "proxy-only-subnet", "ipCidrRange": "10.129.0.0/23",
                                            "network": "global/networks/default",
                                            "purpose": "REGIONAL_MANAGED_PROXY", "role": "ACTIVE"})
             gke.wait_subnet("proxy-only-subnet", 200)
@@ -219,4 +134,4 @@ def test_platform_yml_creates_a_missing_gateway_once(run_playbook, k8s):
         assert second.rc == 0 and second.changed == 0, second.stdout[-3000:]
         assert f"Gateway {namespace}/t-gw: exists (not modified)" in second.stdout
     finally:
-        _delete_namespace(k8s, namespace)
+        cluster_state.delete_if_present(k8s, "v1", "Namespace", namespace)

@@ -13,9 +13,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import cluster_state
 import pytest
-import requests
-from kubernetes.client.rest import ApiException
 
 pytestmark = pytest.mark.cluster
 
@@ -31,53 +30,16 @@ OVERRIDES = {
 }
 
 
-class Sim:
-    def __init__(self, env):
-        self.base = env["GKE_API_ENDPOINT"]
-        self.headers = {"Authorization": f"Bearer {env['GCP_ACCESS_TOKEN']}"}
-        self.region_url = f"{self.base}/compute/v1/projects/{env['GCP_PROJECT']}/regions/europe-west4"
-
-    def quota(self, metric):
-        quotas = requests.get(self.region_url, headers=self.headers, timeout=30).json()["quotas"]
-        return next(q for q in quotas if q["metric"] == metric)
-
-    def set_limit(self, metric, limit):
-        reply = requests.post(f"{self.base}/_sim/quotas", headers=self.headers, json={metric: limit}, timeout=30)
-        assert reply.status_code == 200, reply.text
-
-    def writes_naming(self, name, since):
-        log = requests.get(f"{self.base}/_sim/requests", headers=self.headers, timeout=30).json()["requests"]
-        pattern = re.compile(rf"(^|[^-a-zA-Z0-9_]){re.escape(name)}($|[^-a-zA-Z0-9_])")
-        return [f"{r['method']} {r['path']}" for r in log
-                if r["method"] in {"POST", "PUT", "PATCH", "DELETE"} and _log_time(r["time"]) >= since
-                and (pattern.search(r["path"]) or pattern.search(json.dumps(r.get("body"))))]
-
-
-def _log_time(text):
-    stamp = re.sub(r"(\.\d{6})\d*", r"\1", text.rstrip("Z"))
-    return datetime.fromisoformat(stamp).replace(tzinfo=UTC)
-
-
-def _exists(k8s, api_version, kind, name, namespace=None):
-    try:
-        k8s.resources.get(api_version=api_version, kind=kind).get(name=name, namespace=namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
-
-
 def test_too_little_accelerator_quota_is_refused_before_any_write(local_cluster, run_playbook, k8s):
-    sim = Sim(local_cluster)
+    sim = cluster_state.GkeSim(local_cluster)
     usage = sim.quota(METRIC)["usage"]
     started = datetime.now(UTC)
-    sim.set_limit(METRIC, usage + 1)  # one L4 left; the pattern needs three
+    sim.set_quota_limit(METRIC, usage + 1)  # one L4 left; the pattern needs three
     try:
         result = run_playbook("playbooks/deploy_pattern.yml",
                               {"pattern_name": "p3-gpu", "pattern_overrides": OVERRIDES}, timeout=600)
     finally:
-        sim.set_limit(METRIC, DEFAULT_LIMIT)
+        sim.set_quota_limit(METRIC, DEFAULT_LIMIT)
     assert result.rc != 0, result.stdout[-3000:]
     output = re.sub(r"\s+", " ", result.stdout)
     assert "Not enough regional quota in europe-west4" in output, result.stdout[-3000:]
@@ -85,13 +47,8 @@ def test_too_little_accelerator_quota_is_refused_before_any_write(local_cluster,
     assert f"{METRIC} needs 3 (1 per node of nvidia-l4), 1 available" in output
     time.sleep(1)  # the request log's clock and ours: let a write in flight land before reading the log
     assert sim.writes_naming(NAME, started) == []
-    assert not _exists(k8s, "v1", "Namespace", NAME)
-    assert not _exists(k8s, "serving.kserve.io/v1alpha1", "LLMInferenceService", NAME, NAME)
-
-
-def _failure_messages(stdout):
-    """The msg of every failed task (callback_result_format=json keeps each result on one line)."""
-    return [str(json.loads(m.group(1)).get("msg")) for m in re.finditer(r"FAILED! => (\{.*\})\s*$", stdout, re.M)]
+    assert not cluster_state.exists(k8s, "v1", "Namespace", NAME)
+    assert not cluster_state.exists(k8s, "serving.kserve.io/v1alpha1", "LLMInferenceService", NAME, NAME)
 
 
 def test_failure_after_writes_lists_what_exists_its_cost_and_the_teardown_command(local_cluster, run_playbook, k8s):
@@ -103,13 +60,13 @@ def test_failure_after_writes_lists_what_exists_its_cost_and_the_teardown_comman
                  "model_uri": "hf://Qwen"}
     result = run_playbook("playbooks/deploy_pattern.yml",
                           {"pattern_name": "p3-gpu", "pattern_overrides": overrides, "llmisvc_wait_timeout": 30},
-                          env={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}, timeout=900)
+                          env=cluster_state.JSON_RESULTS, timeout=900)
     expected_extra = {"teardown_patterns": ["p3-gpu"], "pattern_overrides": overrides}
     command = (f"ansible-playbook -i {ROOT}/inventories/local playbooks/teardown.yml "
                f"-e '{json.dumps(expected_extra)}'")
     try:
         assert result.rc != 0, result.stdout[-3000:]
-        report = re.sub(r"\s+", " ", _failure_messages(result.stdout)[-1])
+        report = re.sub(r"\s+", " ", cluster_state.failure_messages(result.stdout)[-1])
         assert report.startswith("Deploying p3-gpu failed after it had started writing - "), report
         match = re.search(rf"What exists now: node pool {name} \((\d+) node\(s\) now; the pattern needs 1\); "
                           rf"namespace {name} \(pull secret, Hugging Face token Secret\); "
@@ -125,10 +82,6 @@ def test_failure_after_writes_lists_what_exists_its_cost_and_the_teardown_comman
         extra = json.loads(command.split(" -e ", 1)[1].strip("'"))
         teardown = run_playbook("playbooks/teardown.yml", {**extra, "teardown_delete_pools": True},
                                 inventory=f"{ROOT}/inventories/local")
-        try:  # teardown keeps namespaces
-            k8s.resources.get(api_version="v1", kind="Namespace").delete(name=name)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        cluster_state.delete_if_present(k8s, "v1", "Namespace", name)  # teardown keeps namespaces
     assert teardown.rc == 0, teardown.stdout[-3000:]
-    assert not _exists(k8s, "serving.kserve.io/v1alpha1", "LLMInferenceService", name, name)
+    assert not cluster_state.exists(k8s, "serving.kserve.io/v1alpha1", "LLMInferenceService", name, name)

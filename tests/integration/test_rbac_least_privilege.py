@@ -10,6 +10,7 @@ import base64
 import time
 from pathlib import Path
 
+import cluster_state
 import pytest
 import requests
 import yaml
@@ -66,31 +67,11 @@ def rbac_objects():
 
 # ---------------------------------------------------------------- cluster helpers
 
-def _resource(k8s, obj):
-    return k8s.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
-
-
 def _delete(k8s, obj, wait=False):
-    resource = _resource(k8s, obj)
-    meta = obj["metadata"]
-    try:
-        resource.delete(name=meta["name"], namespace=meta.get("namespace"))
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-    while wait and _exists(k8s, obj):
+    args = (obj["apiVersion"], obj["kind"], obj["metadata"]["name"], obj["metadata"].get("namespace"))
+    cluster_state.delete_if_present(k8s, *args)
+    while wait and cluster_state.exists(k8s, *args):
         time.sleep(2)
-
-
-def _exists(k8s, obj):
-    meta = obj["metadata"]
-    try:
-        _resource(k8s, obj).get(name=meta["name"], namespace=meta.get("namespace"))
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
 
 
 def _service_account_token(core, deadline=120):
@@ -139,7 +120,8 @@ def rbac_identity(local_cluster, k8s, k8s_api_client, tmp_path_factory):
     for obj in [workload_ns] + list(reversed(objects)):  # leftovers of an interrupted run
         _delete(k8s, obj, wait=obj["kind"] == "Namespace")
     for obj in objects:
-        _resource(k8s, obj).create(body=obj, namespace=obj["metadata"].get("namespace"))
+        k8s.resources.get(api_version=obj["apiVersion"], kind=obj["kind"]).create(
+            body=obj, namespace=obj["metadata"].get("namespace"))
 
     token = _service_account_token(kube_client.CoreV1Api(k8s_api_client))
     kubeconfig = tmp_path_factory.mktemp("rbac") / "kubeconfig"
