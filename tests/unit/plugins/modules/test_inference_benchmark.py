@@ -2,42 +2,23 @@
 import json
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.llm_serving.gke.plugins.module_utils import inference_load
 from ansible_collections.llm_serving.gke.plugins.modules import inference_benchmark
-
-
-class Exit(Exception):
-    def __init__(self, kind, result):
-        super().__init__(result.get("msg", ""))
-        self.kind = kind
-        self.result = result
+from tests.unit.plugins.modules.module_exit import patch_exits, run_main
 
 
 @pytest.fixture(autouse=True)
-def no_exit_no_load(monkeypatch):
+def no_load(monkeypatch):
     """exit_json/fail_json raise; the load generator returns a fixed result instead of sending requests."""
-    from ansible.module_utils.basic import AnsibleModule
-
-    def exit_json(self, **result):
-        raise Exit("exit", result)
-
-    def fail_json(self, msg, **result):
-        raise Exit("fail", dict(result, msg=msg))
-
-    monkeypatch.setattr(AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(AnsibleModule, "fail_json", fail_json)
+    patch_exits(monkeypatch)
     step = {"concurrency": 1, "requests": 3, "requests_per_s": 12.5}
     monkeypatch.setattr(inference_load, "run", lambda config: {
         "steps": [step], "summary": {"requests": 3, "max_requests_per_s": 12.5}, "records": []})
 
 
 def run_module(**args):
-    with patch_module_args(dict({"base_url": "http://127.0.0.1:1", "model": "m"}, **args)), \
-            pytest.raises(Exit) as exc:
-        inference_benchmark.main()
-    return exc.value
+    return run_main(inference_benchmark.main, dict({"base_url": "http://127.0.0.1:1", "model": "m"}, **args))
 
 
 def test_local_simulator_is_named_in_the_result():

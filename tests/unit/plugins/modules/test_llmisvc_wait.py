@@ -1,32 +1,16 @@
 """Argument handling of the llmisvc_wait module; the waiting itself is tested in module_utils."""
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.kubernetes.core.plugins.module_utils.k8s import client as k8s_client
 from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc_watch as lw
 from ansible_collections.llm_serving.gke.plugins.modules import llmisvc_wait
-
-
-class Exit(Exception):
-    def __init__(self, kind, result):
-        super().__init__(result.get("msg", ""))
-        self.kind = kind
-        self.result = result
+from tests.unit.plugins.modules.module_exit import patch_exits, run_main
 
 
 @pytest.fixture(autouse=True)
 def no_exit(monkeypatch):
-    from ansible.module_utils.basic import AnsibleModule
-
-    def exit_json(self, **result):
-        raise Exit("exit", result)
-
-    def fail_json(self, msg, **result):
-        raise Exit("fail", dict(result, msg=msg))
-
-    monkeypatch.setattr(AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(AnsibleModule, "fail_json", fail_json)
+    patch_exits(monkeypatch)
 
 
 @pytest.fixture
@@ -54,9 +38,7 @@ def fake_cluster(monkeypatch):
 def run_module(args, check_mode=False):
     if check_mode:
         args = dict(args, _ansible_check_mode=True)
-    with patch_module_args(args), pytest.raises(Exit) as exc:
-        llmisvc_wait.main()
-    return exc.value
+    return run_main(llmisvc_wait.main, args)
 
 
 def test_name_and_namespace_are_required(fake_cluster):

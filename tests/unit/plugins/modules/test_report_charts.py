@@ -2,42 +2,22 @@
 import os
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.llm_serving.gke.plugins.module_utils import charts
 from ansible_collections.llm_serving.gke.plugins.modules import report_charts
 from tests.chart_svg import read_chart
+from tests.unit.plugins.modules.module_exit import patch_exits, run_main
 
 MATRIX = [{"pattern": "p3-gpu", "book": "seed-2026-02", "daily_usd": 21.3, "per_million_usd": None}]
 
 
-class Exit(Exception):
-    def __init__(self, kind, result):
-        super().__init__(result.get("msg", ""))
-        self.kind = kind
-        self.result = result
-
-
 @pytest.fixture(autouse=True)
 def no_exit(monkeypatch):
-    from ansible.module_utils.basic import AnsibleModule
-
-    def exit_json(self, **result):
-        raise Exit("exit", dict(result, warnings=list(getattr(self, "_warnings", []))))
-
-    def fail_json(self, msg, **result):
-        raise Exit("fail", dict(result, msg=msg))
-
-    monkeypatch.setattr(AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(AnsibleModule, "fail_json", fail_json)
-    monkeypatch.setattr(AnsibleModule, "warn",
-                        lambda self, text: self.__dict__.setdefault("_warnings", []).append(text))
+    patch_exits(monkeypatch)
 
 
 def run_module(**args):
-    with patch_module_args(args), pytest.raises(Exit) as exc:
-        report_charts.main()
-    return exc.value
+    return run_main(report_charts.main, args)
 
 
 def test_cost_charts_are_written_into_a_new_report_directory(tmp_path):
