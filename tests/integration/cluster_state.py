@@ -38,9 +38,41 @@ class GkeSim:
         response = requests.request(method, url, json=body, headers=self.headers, timeout=30)
         return response.status_code, response.json()
 
+    def fault(self, fault, method="POST", path_regex="nodePools$", times=1, body_regex=None):
+        """Make the simulator answer the next `times` matching requests with `fault` (POST /_sim/faults)."""
+        spec = {"method": method, "path_regex": path_regex, "fault": fault, "times": times}
+        if body_regex:  # a create names its pool only in the body; other sessions create pools at the same time
+            spec["body_regex"] = body_regex
+        requests.post(f"{self.base}/_sim/faults", json=spec, headers=self.headers, timeout=10).raise_for_status()
+
+    def log(self):
+        """The simulator's request log (GET /_sim/requests): method, path, body, status, time of each request."""
+        response = requests.get(f"{self.base}/_sim/requests", headers=self.headers, timeout=30)
+        response.raise_for_status()
+        return response.json()["requests"]
+
+    def requests_for(self, pool, since=None):
+        """(method, last path segment, status) of the requests that concern node pool `pool`; with `since` (an
+        earlier result of this method) only the newer ones. The log is shared and other sessions may clear it,
+        so positions are not used."""
+        found = []
+        for entry in self.log():
+            body = entry.get("body") or {}
+            named = isinstance(body, dict) and (body.get("nodePool") or {}).get("name") == pool
+            if f"/nodePools/{pool}" in entry["path"] or (entry["path"].endswith("/nodePools") and named):
+                found.append((entry["method"], entry["path"].rsplit("/", 1)[-1], entry["status"]))
+        if since and found[:len(since)] == since:
+            return found[len(since):]
+        return found
+
+    def pool(self, name):
+        """The node pool resource, or None when GKE answers 404."""
+        status, body = self.call("GET", f"{self.pools_url}/{name}")
+        return body if status == 200 else None
+
     def writes_naming(self, name, since):
         """POST/PUT/PATCH/DELETE requests after `since` (aware datetime) whose path or body names `name`."""
-        log = requests.get(f"{self.base}/_sim/requests", headers=self.headers, timeout=30).json()["requests"]
+        log = self.log()
         pattern = re.compile(rf"(^|[^-a-zA-Z0-9_]){re.escape(name)}($|[^-a-zA-Z0-9_])")
         return [f"{r['method']} {r['path']}" for r in log
                 if r["method"] in WRITE_METHODS and log_time(r["time"]) >= since
@@ -126,3 +158,16 @@ def failure_messages(stdout):
         result = json.loads(match.group(1))
         messages.append(str(result.get("msg", result)))
     return messages
+
+
+def writes(entries):
+    """The non-GET entries of GkeSim.requests_for."""
+    return [e for e in entries if e[0] != "GET"]
+
+
+def accepted_writes(entries):
+    """Writes GKE accepted. Other sessions share the simulated cluster, and GKE runs one operation per cluster,
+    so a write may first get 400 FAILED_PRECONDITION (retried by the module); those are checked apart."""
+    rejected = [e for e in writes(entries) if e[2] >= 400]
+    assert all(e[2] == 400 for e in rejected), rejected
+    return [e for e in writes(entries) if e[2] < 400]

@@ -8,6 +8,8 @@ Fixtures
   (LOCALCLUSTER_KEEP=1 keeps it running anyway).
 - ``k8s``: a ``kubernetes.dynamic.DynamicClient`` for the cluster's admin kubeconfig.
 - ``k8s_api_client``: the underlying ``kubernetes.client.ApiClient`` (for typed APIs: ``CoreV1Api(k8s_api_client)``).
+- ``gke_sim`` (session): ``cluster_state.GkeSim``, the simulated GKE/Compute APIs (request log, faults, pools, quota);
+  ``pool_name``: a ``t-np-<random>`` node pool name, deleted after the test.
 - ``run_playbook``: ``run_playbook(path, extra_vars=None, check=False, env=None, ...)`` runs
   ``ansible-playbook -i inventories/local <path>`` from the repository root with the cluster's env and
   returns a ``PlaybookResult`` (``rc``, ``stdout``, ``stderr``, ``recap`` per host, totals ``ok``,
@@ -26,10 +28,12 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cluster_state
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,6 +124,20 @@ def k8s(k8s_api_client):
     from kubernetes.dynamic import DynamicClient
 
     return DynamicClient(k8s_api_client)
+
+
+@pytest.fixture(scope="session")
+def gke_sim(local_cluster):
+    """The simulated GKE and Compute APIs of the local cluster (tests/integration/cluster_state.py)."""
+    return cluster_state.GkeSim(local_cluster)
+
+
+@pytest.fixture
+def pool_name(gke_sim):
+    """A node pool name of this test (t-np-<random>: other sessions share the simulator); deleted afterwards."""
+    name = f"t-np-{uuid.uuid4().hex[:8]}"
+    yield name
+    gke_sim.delete_pool(name)
 
 
 # ---------------------------------------------------------------- ansible-playbook

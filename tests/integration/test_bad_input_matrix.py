@@ -131,11 +131,6 @@ def _deep_merge(base, extra):
 
 # ---------------------------------------------------------------- fixtures
 
-@pytest.fixture(scope="module")
-def gke_sim(local_cluster):
-    return cluster_state.GkeSim(local_cluster)
-
-
 @pytest.fixture
 def global_gateway(k8s):
     """A Gateway of the global class (no InferencePool support) in the test's own namespace."""

@@ -4,7 +4,7 @@ import uuid
 import pytest
 import yaml
 
-from tests.integration.test_gke_node_pool import Simulator, accepted_writes, writes
+from cluster_state import accepted_writes, writes
 
 pytestmark = pytest.mark.cluster
 
@@ -15,18 +15,6 @@ TPU_V6E_4 = {
 }
 T4 = {"machine_type": "n1-standard-4", "accelerator_type": "nvidia-tesla-t4", "accelerator_count": 1,
       "gpu_driver_version": "default", "taints": [], "labels": {}}
-
-
-@pytest.fixture
-def sim(local_cluster):
-    return Simulator(local_cluster)
-
-
-@pytest.fixture
-def pool_name(sim):
-    name = f"t-np-{uuid.uuid4().hex[:8]}"
-    yield name
-    sim.delete_pool(name)
 
 
 @pytest.fixture
@@ -69,7 +57,7 @@ def is_ready(node):
     return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
 
 
-def test_tpu_pool_lifecycle_present_scale_up_scaled_to_zero_absent(sim, pool_name, role_play, k8s):
+def test_tpu_pool_lifecycle_present_scale_up_scaled_to_zero_absent(gke_sim, pool_name, role_play, k8s):
     # min 1: the simulated autoscaler removes empty nodes above the minimum after 12 s (10 min x time scale)
     variables = {"nodepool_name": pool_name, "nodepool_profile": TPU_V6E_4, "nodepool_replicas": 1,
                  "nodepool_min_node_count": 1}
@@ -81,47 +69,47 @@ def test_tpu_pool_lifecycle_present_scale_up_scaled_to_zero_absent(sim, pool_nam
     assert nodes[0].status.allocatable["google.com/tpu"] == "4"
     assert {"key": "google.com/tpu", "value": "present", "effect": "NoSchedule"} in [
         {"key": t.key, "value": t.value, "effect": t.effect} for t in nodes[0].spec.taints]
-    assert "placementPolicy" not in sim.pool(pool_name)  # single-host slice: no topology sent
+    assert "placementPolicy" not in gke_sim.pool(pool_name)  # single-host slice: no topology sent
 
     again = role_play(variables)
     assert again.rc == 0 and again.changed == 0, again.stdout
 
-    mark = sim.requests_for(pool_name)
+    mark = gke_sim.requests_for(pool_name)
     scaled = role_play({**variables, "nodepool_replicas": 3})
     assert scaled.rc == 0 and scaled.changed == 1, scaled.stdout
-    assert accepted_writes(sim.requests_for(pool_name, mark)) == [("POST", f"{pool_name}:setAutoscaling", 200)]
-    assert sim.pool(pool_name)["autoscaling"]["maxNodeCount"] == 3
+    assert accepted_writes(gke_sim.requests_for(pool_name, mark)) == [("POST", f"{pool_name}:setAutoscaling", 200)]
+    assert gke_sim.pool(pool_name)["autoscaling"]["maxNodeCount"] == 3
 
     to_zero = {"nodepool_name": pool_name, "nodepool_state": "scaled_to_zero"}
     zero = role_play(to_zero)
     assert zero.rc == 0 and zero.changed >= 1, zero.stdout
     assert pool_nodes(k8s, pool_name) == []
-    assert not sim.pool(pool_name)["autoscaling"].get("enabled")
+    assert not gke_sim.pool(pool_name)["autoscaling"].get("enabled")
     zero_again = role_play(to_zero)
     assert zero_again.rc == 0 and zero_again.changed == 0, zero_again.stdout
 
     gone = role_play({"nodepool_name": pool_name, "nodepool_state": "absent"})
     assert gone.rc == 0 and gone.changed == 1, gone.stdout
-    assert sim.pool(pool_name) is None
+    assert gke_sim.pool(pool_name) is None
 
 
-def test_start_and_finish_run_the_pool_in_the_background(sim, pool_name, role_play, k8s):
+def test_start_and_finish_run_the_pool_in_the_background(gke_sim, pool_name, role_play, k8s):
     result = role_play({"nodepool_name": pool_name, "nodepool_profile": T4, "nodepool_replicas": 1,
                         "nodepool_min_node_count": 1}, background=True)
     assert result.rc == 0, result.stdout
     assert "other roles run here" in result.stdout
     assert result.stdout.index("Start the node pool") < result.stdout.index("Finish the node pool")
-    pool = sim.pool(pool_name)
+    pool = gke_sim.pool(pool_name)
     assert pool["config"]["accelerators"][0]["gpuDriverInstallationConfig"]["gpuDriverVersion"] == "DEFAULT"
     nodes = pool_nodes(k8s, pool_name)
     assert len(nodes) == 1 and is_ready(nodes[0])
 
 
-def test_check_mode_writes_nothing(sim, pool_name, role_play):
+def test_check_mode_writes_nothing(gke_sim, pool_name, role_play):
     result = role_play({"nodepool_name": pool_name, "nodepool_profile": T4, "nodepool_replicas": 3}, check=True)
     assert result.rc == 0 and result.changed >= 1, result.stdout
-    assert writes(sim.requests_for(pool_name)) == []
-    assert sim.pool(pool_name) is None
+    assert writes(gke_sim.requests_for(pool_name)) == []
+    assert gke_sim.pool(pool_name) is None
 
 
 @pytest.mark.parametrize("overrides, expected", [
@@ -134,8 +122,8 @@ def test_check_mode_writes_nothing(sim, pool_name, role_play):
     ({"nodepool_profile": {"accelerator_type": "nvidia-tesla-t4"}}, "nodepool_profile.machine_type is required"),
     ({"nodepool_name": "Bad_Name"}, "nodepool_name must be a GKE node pool name"),
 ])
-def test_bad_input_fails_before_any_write_naming_the_variable(sim, pool_name, role_play, overrides, expected):
+def test_bad_input_fails_before_any_write_naming_the_variable(gke_sim, pool_name, role_play, overrides, expected):
     variables = {"nodepool_name": pool_name, "nodepool_profile": TPU_V6E_4, "nodepool_replicas": 1, **overrides}
     result = role_play(variables)
     assert result.rc != 0 and expected in result.stdout, result.stdout
-    assert writes(sim.requests_for(variables["nodepool_name"])) == []
+    assert writes(gke_sim.requests_for(variables["nodepool_name"])) == []

@@ -14,7 +14,7 @@ import requests
 from kubernetes.client import CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
-from tests.integration.test_gke_node_pool import Simulator, writes
+from cluster_state import GkeSim, writes
 
 pytestmark = pytest.mark.cluster
 
@@ -28,7 +28,7 @@ def _create_pool(sim, name, timeout=300):
                          "autoscaling": {"enabled": True, "minNodeCount": 0, "maxNodeCount": 1}}}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        response = requests.post(f"{sim.base}{sim.pools_path}", json=body, headers=sim.headers, timeout=10)
+        response = requests.post(sim.pools_url, json=body, headers=sim.headers, timeout=10)
         if response.status_code < 300:
             break
         assert response.status_code == 400, response.text
@@ -45,7 +45,7 @@ def _create_pool(sim, name, timeout=300):
 def shared(local_cluster, k8s_api_client, k8s):
     suffix = uuid.uuid4().hex[:6]
     namespace, pool = f"t-td-{suffix}", f"t-td-{suffix}"
-    sim = Simulator(local_cluster)
+    sim = GkeSim(local_cluster)
     core = CoreV1Api(k8s_api_client)
     core.create_namespace({"metadata": {"name": namespace}})
     _create_pool(sim, pool)
