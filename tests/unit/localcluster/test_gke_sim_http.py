@@ -1,28 +1,18 @@
 """The GKE simulator's HTTP layer without a Kubernetes cluster (node pools then have no Nodes)."""
-import json
 import time
 
 import pytest
 
-from localcluster.gke_api import Api, Settings, Simulator
+from localcluster.gke_api import Api, Simulator
+from tests.gke_sim_inprocess import call, make_api
 
-TOKEN = "unit-token"
 BASE = "/v1/projects/proj/locations/europe-west4-a/clusters/c1"
 LEGACY = "/v1/projects/proj/zones/europe-west4-a/clusters/c1"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
 def api(tmp_path):
-    settings = Settings({"GCP_ACCESS_TOKEN": TOKEN, "GCP_PROJECT": "proj", "GKE_CLUSTER": "c1",
-                         "LOCALCLUSTER_STATE_DIR": str(tmp_path), "LOCALCLUSTER_TIME_SCALE": "0.002"})
-    return Api(Simulator(settings))
-
-
-def call(api, method, path, body=None, headers=AUTH):
-    data = json.dumps(body).encode() if body is not None else b""
-    status, payload, _headers = api.handle(method, path, headers, data, "http://sim")
-    return status, payload
+    return make_api(tmp_path)
 
 
 def wait_done(api, operation):

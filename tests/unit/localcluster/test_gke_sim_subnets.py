@@ -4,26 +4,16 @@ import time
 
 import pytest
 
-from localcluster.gke_api import Api, Settings, Simulator
+from tests.gke_sim_inprocess import REGION_PATH as REGION
+from tests.gke_sim_inprocess import call, make_api
 
-TOKEN = "unit-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-REGION = "/compute/v1/projects/proj/regions/europe-west4"
 PROXY = {"name": "proxy-b", "network": "projects/proj/global/networks/default", "ipCidrRange": "10.130.0.0/23",
          "purpose": "REGIONAL_MANAGED_PROXY", "role": "ACTIVE"}
 
 
 @pytest.fixture
 def api(tmp_path):
-    settings = Settings({"GCP_ACCESS_TOKEN": TOKEN, "GCP_PROJECT": "proj", "GKE_CLUSTER": "c1",
-                         "LOCALCLUSTER_STATE_DIR": str(tmp_path), "LOCALCLUSTER_TIME_SCALE": "0.002"})
-    return Api(Simulator(settings))
-
-
-def call(api, method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else b""
-    status, payload, _headers = api.handle(method, path, AUTH, data, "http://sim")
-    return status, payload
+    return make_api(tmp_path)
 
 
 def wait_done(api, op):
@@ -87,11 +77,7 @@ def test_cluster_endpoint_is_the_kubeconfigs_api_server(tmp_path):
     kubeconfig.write_text(json.dumps({
         "current-context": "c", "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
         "clusters": [{"name": "k", "cluster": {"server": "https://10.1.2.3:16443"}}], "users": []}))
-    settings = Settings({"GCP_ACCESS_TOKEN": TOKEN, "GCP_PROJECT": "proj", "GKE_CLUSTER": "c1",
-                         "KUBECONFIG": str(kubeconfig), "LOCALCLUSTER_STATE_DIR": str(tmp_path)})
-    api = Api(Simulator(settings))
+    api = make_api(tmp_path, KUBECONFIG=str(kubeconfig))
     status, cluster = call(api, "GET", "/v1/projects/proj/locations/europe-west4-a/clusters/c1")
     assert status == 200 and cluster["endpoint"] == "10.1.2.3"
-    no_kubeconfig = Settings({"GCP_ACCESS_TOKEN": TOKEN, "GCP_PROJECT": "proj", "GKE_CLUSTER": "c1",
-                              "LOCALCLUSTER_STATE_DIR": str(tmp_path / "other")})
-    assert Simulator(no_kubeconfig).state["cluster"]["endpoint"] == "127.0.0.1"
+    assert make_api(tmp_path / "other").sim.state["cluster"]["endpoint"] == "127.0.0.1"

@@ -3,7 +3,6 @@
 The module's ContainerClient talks to ``localcluster.gke_api.Api`` through a transport that calls ``Api.handle``
 (no HTTP, no Kubernetes cluster: pools have no Nodes), so the same behaviour is checked on both sides.
 """
-import json
 import time
 
 import pytest
@@ -14,25 +13,15 @@ from ansible_collections.llm_serving.gke.plugins.module_utils import gke_node_po
 from ansible_collections.llm_serving.gke.plugins.module_utils import tpu_topology as topo
 from ansible_collections.llm_serving.gke.plugins.filter.tpu_topology_error import FilterModule
 
-from localcluster.gke_api import Api, Settings, Simulator
+from tests.gke_sim_inprocess import CLUSTER_PATH as BASE
+from tests.gke_sim_inprocess import call, make_api
 from tests.unit.plugins.module_utils.fake_gke import FakeGke, api_error
 
-TOKEN = "unit-token"
-BASE = "/v1/projects/proj/locations/europe-west4-a/clusters/c1"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
 def api(tmp_path):
-    settings = Settings({"GCP_ACCESS_TOKEN": TOKEN, "GCP_PROJECT": "proj", "GKE_CLUSTER": "c1",
-                         "LOCALCLUSTER_STATE_DIR": str(tmp_path), "LOCALCLUSTER_TIME_SCALE": "0.002"})
-    return Api(Simulator(settings))
-
-
-def call(api, method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else b""
-    status, payload, _headers = api.handle(method, path, AUTH, data, "http://sim")
-    return status, payload
+    return make_api(tmp_path)
 
 
 class SimTransport:

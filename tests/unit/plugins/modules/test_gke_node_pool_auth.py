@@ -15,7 +15,8 @@ from google.auth import credentials as ga_credentials
 from google.auth.transport.requests import AuthorizedSession
 from google.oauth2 import credentials as oauth2
 
-from localcluster.gke_api import Api, Settings, Simulator
+from tests.gke_sim_inprocess import make_api
+from tests.gke_sim_inprocess import transport as sim_transport
 from tests.unit.plugins.module_utils.fake_gke import FakeGke
 
 T4 = {"name": "gpu-t4-pool", "machine_type": "n1-standard-4",
@@ -97,15 +98,8 @@ def test_expired_bare_access_token_ends_the_task_saying_so():
 
 
 def test_401_from_the_simulator_with_an_access_token_is_an_auth_failure(tmp_path):
-    settings = Settings({"GCP_ACCESS_TOKEN": "current", "GCP_PROJECT": "proj", "GKE_CLUSTER": "c1",
-                         "LOCALCLUSTER_STATE_DIR": str(tmp_path), "LOCALCLUSTER_TIME_SCALE": "0.002"})
-    api = Api(Simulator(settings))
-
-    def transport(method, url, body):  # a token that has expired meanwhile
-        path = url.split("://", 1)[1]
-        status, payload, _headers = api.handle(method, path[path.index("/"):], {"Authorization": "Bearer stale"},
-                                               b"", "http://sim")
-        return status, payload
+    api = make_api(tmp_path, GCP_ACCESS_TOKEN="current")
+    transport = sim_transport(api, token="stale")  # a token that has expired meanwhile
 
     client = gkc.ContainerClient(transport, "proj", "europe-west4-a", "c1", endpoint="http://gke")
     client.context["auth_kind"] = "accesstoken"

@@ -9,9 +9,9 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.llm_serving.gke.plugins.module_utils import gke_client as gkc
 from ansible_collections.llm_serving.gke.plugins.modules import gke_platform_check, gke_proxy_subnet
 
-from localcluster.gke_api import Api, Settings, Simulator
+from tests.gke_sim_inprocess import TOKEN, make_api
+from tests.gke_sim_inprocess import transport as sim_transport
 
-TOKEN = "unit-token"
 AUTH = {"auth_kind": "accesstoken", "access_token": TOKEN, "project": "proj"}
 REGION = "/compute/v1/projects/proj/regions/europe-west4"
 CLUSTER = "/v1/projects/proj/locations/europe-west4-a/clusters/c1"
@@ -19,16 +19,8 @@ CLUSTER = "/v1/projects/proj/locations/europe-west4-a/clusters/c1"
 
 @pytest.fixture
 def api(tmp_path, monkeypatch):
-    settings = Settings({"GCP_ACCESS_TOKEN": TOKEN, "GCP_PROJECT": "proj", "GKE_CLUSTER": "c1",
-                         "LOCALCLUSTER_STATE_DIR": str(tmp_path), "LOCALCLUSTER_TIME_SCALE": "0.002"})
-    sim_api = Api(Simulator(settings))
-
-    def transport(method, url, body):
-        path = url.split("://", 1)[1].split("/", 1)[1]
-        data = json.dumps(body).encode() if body is not None else b""
-        status, payload, _headers = sim_api.handle(method, "/" + path, {"Authorization": f"Bearer {TOKEN}"}, data,
-                                                   "http://sim")
-        return status, payload
+    sim_api = make_api(tmp_path)
+    transport = sim_transport(sim_api)
 
     monkeypatch.setattr(gkc, "make_transport", lambda module, product="container": transport)
     monkeypatch.setattr(gke_proxy_subnet, "make_transport", lambda module, product="compute": transport)
