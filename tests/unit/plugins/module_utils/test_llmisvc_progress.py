@@ -1,13 +1,11 @@
 """Progress a person can watch (issue 11, item 9): where the deployment is, while llmisvc_wait waits."""
 
-import copy
 import json
 import os
-import threading
 
 import yaml
 from test_llmisvc_diagnosis import NAMESPACE, snapshot_of
-from test_llmisvc_watch import make_waiter, ready_llmisvc, waiter_api
+from test_llmisvc_watch import becoming_ready, make_waiter, waiter_api
 
 from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc as lm
 from ansible_collections.llm_serving.gke.plugins.module_utils import llmisvc_progress as lmp
@@ -104,15 +102,7 @@ def test_wait_writes_the_progress_file_and_keeps_the_progress_in_the_result(tmp_
 
 
 def test_progress_records_each_change_until_ready(tmp_path):
-    case = ready_llmisvc()
-    pending = copy.deepcopy(case["llmisvc"])
-    pending["metadata"]["resourceVersion"] = "1"
-    for cond in pending["status"]["conditions"]:
-        if cond["type"] in ("Ready", "WorkloadsReady", "MainWorkloadReady"):
-            cond.update(status="False", reason="MinimumReplicasUnavailable")
-    gate = threading.Event()
-    api = waiter_api(pending, case["deployments"], llmisvc_watch=[{"type": "MODIFIED", "object": case["llmisvc"]}],
-                     gate=gate)
+    api, gate = becoming_ready()
     path = tmp_path / "progress.json"
     result = make_waiter(api, "qwen2-3b-pattern3-gpu", gate=gate, progress_file=str(path)).run()
     assert result["outcome"] == "ready"

@@ -183,7 +183,8 @@ def make_waiter(api, name, gate=None, **kwargs):
     return waiter
 
 
-def test_waiter_returns_ready_when_watch_delivers_readiness():
+def becoming_ready():
+    """(api, gate): the llmisvc is not Ready (MinimumReplicasUnavailable) until its watch delivers the Ready one."""
     case = ready_llmisvc()
     pending = copy.deepcopy(case["llmisvc"])
     pending["metadata"]["resourceVersion"] = "1"
@@ -191,8 +192,12 @@ def test_waiter_returns_ready_when_watch_delivers_readiness():
         if cond["type"] in ("Ready", "WorkloadsReady", "MainWorkloadReady"):
             cond.update(status="False", reason="MinimumReplicasUnavailable")
     gate = threading.Event()
-    api = waiter_api(pending, case["deployments"], llmisvc_watch=[{"type": "MODIFIED", "object": case["llmisvc"]}],
-                     gate=gate)
+    return waiter_api(pending, case["deployments"], llmisvc_watch=[{"type": "MODIFIED", "object": case["llmisvc"]}],
+                      gate=gate), gate
+
+
+def test_waiter_returns_ready_when_watch_delivers_readiness():
+    api, gate = becoming_ready()
     result = make_waiter(api, "qwen2-3b-pattern3-gpu", gate=gate).run()
     assert result["outcome"] == "ready" and result["ready"]
     assert result["url"].endswith("/qwen2-3b-pattern3-gpu")
