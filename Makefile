@@ -15,7 +15,7 @@ export ANSIBLE_HOME := $(ROOT)/.cache/ansible-home
 export ANSIBLE_LOCAL_TEMP := $(ROOT)/.cache/ansible-tmp
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup system-packages lint sanity unit integration molecule molecule-default molecule-switch test build ee \
+.PHONY: setup system-packages lint sanity unit integration integration-parallel integration-serial molecule molecule-default molecule-switch test build ee \
         cluster-up cluster-down cluster-status control-plane deploy-local clean
 
 setup: $(STAMP) $(COLL_LINK)
@@ -78,10 +78,16 @@ unit: setup
 
 integration: setup cluster-up
 	rc=0
-	$(BIN)/pytest -q -n $(INTEGRATION_WORKERS) --dist loadscope -m "not serial" --durations=10 \
-	  $(call junit,integration-parallel) tests/integration || rc=$$?
-	$(BIN)/pytest -q -m serial --durations=10 $(call junit,integration-serial) tests/integration || rc=$$?
+	$(MAKE) --no-print-directory integration-parallel || rc=$$?
+	$(MAKE) --no-print-directory integration-serial || rc=$$?
 	exit $$rc
+
+integration-parallel: setup cluster-up
+	$(BIN)/pytest -q -n $(INTEGRATION_WORKERS) --dist loadscope -m "not serial" --durations=10 \
+	  $(call junit,integration-parallel) tests/integration
+
+integration-serial: setup cluster-up
+	$(BIN)/pytest -q -m serial --durations=10 $(call junit,integration-serial) tests/integration
 
 # molecule/kind needs Docker and kind images: not run here (docs/testing.md).
 molecule: molecule-default molecule-switch

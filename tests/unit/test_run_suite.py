@@ -112,3 +112,13 @@ def test_molecule_scenarios_run_side_by_side_and_integration_after_both():
     assert stages["molecule default"][0] != stages["molecule switch"][0]
     lane, integration = stages["integration"]
     assert lane == stages["molecule default"][0] and "molecule switch" in integration.after
+
+
+def test_serial_integration_tests_run_before_anything_else_uses_the_cluster():
+    """They restart the API server and change the cluster's add-ons: first after cluster-up, before both scenarios."""
+    stages = {stage.name: (lane, stage) for lane, lane_stages in run_suite.LANES.items() for stage in lane_stages}
+    lane, serial = stages["integration serial"]
+    order = [stage.name for stage in run_suite.LANES[lane]]
+    assert order.index("cluster-up") + 1 == order.index("integration serial") < order.index("molecule default")
+    assert "integration serial" in stages["molecule switch"][1].after
+    assert serial.target == "integration-serial" and stages["integration"][1].target == "integration-parallel"
