@@ -5,31 +5,8 @@ enableLLMInferenceServiceTLS (false when absent) becomes GlobalConfig.EnableTLS 
 the preset's vLLM TLS flags. Runs kserve_tls.yml on the ConfigMap as k8s_info returns it (no cluster).
 """
 import json
-import os
-import subprocess
 
 import pytest
-
-from tests.unit.once_per_session import once_per_session
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-PLAYBOOK = """
-- name: Evaluate KServe's TLS setting
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Evaluate each case
-      ansible.builtin.include_tasks: case.yml
-      loop: "{{ cases }}"
-      loop_control:
-        loop_var: case
-    - name: Write the results
-      ansible.builtin.copy:
-        content: "{{ results | to_json }}"
-        dest: "{{ out }}"
-        mode: "0600"
-"""
 
 CASE = """
 - name: The ConfigMap as preflight.yml registers it
@@ -58,21 +35,11 @@ def _case(resources, model_uri="hf://Qwen/Qwen2.5-3B-Instruct"):
     return case_id
 
 
-def _run_all(tmp):
-    # All cases in one ansible-playbook run (one start instead of one per case): kserve_tls.yml sets both facts
-    # from scratch in every case, so the cases cannot see each other.
-    (tmp / "play.yml").write_text(PLAYBOOK)
-    (tmp / "case.yml").write_text(CASE)
-    (tmp / "vars.json").write_text(json.dumps({"cases": list(_CASES.values()), "out": str(tmp / "out.json")}))
-    proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), str(tmp / "play.yml"),
-                           "-e", f"@{tmp}/vars.json"], cwd=ROOT, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    return json.loads((tmp / "out.json").read_text())
-
-
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    return once_per_session(tmp_path_factory, "llmisvc-kserve-tls", _run_all)
+def results(role_cases):
+    # All cases in one ansible-playbook run: kserve_tls.yml sets both facts from scratch in every case, so the
+    # cases cannot see each other.
+    return role_cases("llmisvc-kserve-tls", CASE, list(_CASES.values()))
 
 
 CREDENTIALS = json.dumps({"storageSecretNameAnnotation": "serving.kserve.io/storageSecretName",

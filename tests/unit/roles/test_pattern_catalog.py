@@ -10,14 +10,12 @@ import functools
 import json
 import os
 import shlex
-import subprocess
 
 import jsonschema
 import pytest
 import yaml
 
 from localcluster import cel, crds
-from tests.unit.once_per_session import once_per_session
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 # Pinned upstream files (localcluster/crds.py: from the cache, a mirror or the pinned download, checksum checked).
@@ -106,41 +104,10 @@ RENDER_ONE = """
         results: "{{ results | default({}) | combine({case.id: {'error': ansible_failed_result.msg}}) }}"
 """
 
-PLAYBOOK = """
-- name: Render the pattern catalog
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Render each case
-      ansible.builtin.include_tasks: render_one.yml
-      loop: "{{ cases }}"
-      loop_control:
-        loop_var: case
-    - name: Write the results
-      ansible.builtin.copy:
-        content: "{{ results | to_json }}"
-        dest: "{{ out_dir }}/results.json"
-        mode: "0600"
-"""
-
-
-def _render_catalog(tmp):
-    (tmp / "render_one.yml").write_text(RENDER_ONE)
-    (tmp / "playbook.yml").write_text(PLAYBOOK)
-    extra = {"cases": [{"id": cid, "vars": v} for cid, v in CASES], "out_dir": str(tmp)}
-    (tmp / "vars.json").write_text(json.dumps(extra))
-    proc = subprocess.run(
-        [os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), str(tmp / "playbook.yml"), "-e", f"@{tmp}/vars.json"],
-        cwd=ROOT, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    with open(tmp / "results.json") as fh:
-        return json.load(fh)
-
-
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory):
+def rendered(role_cases):
     # The one render of all cases, shared by both xdist workers (it is the unit suite's most expensive run).
-    return once_per_session(tmp_path_factory, "pattern-catalog", _render_catalog)
+    return role_cases("pattern-catalog", RENDER_ONE, [{"id": cid, "vars": v} for cid, v in CASES])
 
 
 @functools.cache

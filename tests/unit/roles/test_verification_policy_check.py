@@ -5,37 +5,10 @@ inference.networking.x-k8s.io/v1alpha2 pool until the gateway rejects it (kserve
 pkg/controller/v1alpha2/llmisvc/router.go); GKE attaches a policy only to the backend its targetRef names.
 Runs the role's policy_check.yml with the route / policies as the API would return them (no cluster).
 """
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-from tests.unit.once_per_session import once_per_session
-
-ROOT = Path(__file__).resolve().parents[3]
 
 V1, V1ALPHA2 = "inference.networking.k8s.io", "inference.networking.x-k8s.io"
 POOL = "m-inference-pool"
-
-PLAYBOOK = """
-- name: Evaluate the policy check
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Evaluate each case
-      ansible.builtin.include_tasks: case.yml
-      loop: "{{ cases }}"
-      loop_control:
-        loop_var: case
-    - name: Write the checks
-      ansible.builtin.copy:
-        content: "{{ results | to_json }}"
-        dest: "{{ out }}"
-        mode: "0600"
-"""
 
 # One case: policy_check.yml starts from an empty check list each time, so no case sees another's check.
 CASE = """
@@ -72,22 +45,9 @@ def _case(route_group, policy_groups):
     return case_id
 
 
-def _run_all(tmp):
-    # All cases in one ansible-playbook run (one start instead of one per case).
-    (tmp / "case.yml").write_text(CASE)
-    (tmp / "play.yml").write_text(PLAYBOOK)
-    (tmp / "vars.json").write_text(json.dumps({"cases": list(_CASES.values()), "out": str(tmp / "checks.json")}))
-    environ = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"), ANSIBLE_NOCOLOR="1")
-    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-                           str(tmp / "play.yml"), "-e", f"@{tmp}/vars.json"],
-                          capture_output=True, text=True, env=environ, cwd=ROOT, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    return json.loads((tmp / "checks.json").read_text())
-
-
 @pytest.fixture(scope="module")
-def checks(tmp_path_factory):
-    return once_per_session(tmp_path_factory, "verification-policy-check", _run_all)
+def checks(role_cases):
+    return role_cases("verification-policy-check", CASE, list(_CASES.values()))
 
 
 def _check(checks, case_id):
