@@ -38,7 +38,8 @@ DEFAULTS = {
     "requests_per_group": 4,
     "shared_prefix_tokens": 256,
     "prompt_tokens": 16,
-    "max_tokens": 8,
+    # A hit is decided on the prompt when vLLM schedules it; generated tokens do not count (prefix_cache_check docs).
+    "max_tokens": 1,
     "request_timeout": 60.0,
     "headers": {},
     "validate_certs": True,
@@ -61,6 +62,9 @@ def build_config(base_url, model, metrics_urls, **options):
         if not isinstance(config[key], int) or config[key] < 1 or (key == "requests_per_group" and config[key] < 2):
             raise AffinityConfigError(f"{key} must be a whole number >= {2 if key == 'requests_per_group' else 1}, "
                                       f"got {config[key]!r}")
+    if not isinstance(config["max_tokens"], int) or config["max_tokens"] < 1:
+        raise AffinityConfigError(f"max_tokens must be a whole number >= 1 (vLLM refuses less), got "
+                                  f"{config['max_tokens']!r}")
     if config["shared_prefix_tokens"] <= inference_workload.KV_BLOCK_TOKENS:
         raise AffinityConfigError(
             f"shared_prefix_tokens must be longer than one {inference_workload.KV_BLOCK_TOKENS}-token KV block, "

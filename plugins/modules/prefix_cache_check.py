@@ -56,7 +56,17 @@ options:
   prompt_tokens:
     default: 16
   max_tokens:
-    default: 8
+    description:
+      - C(max_tokens) of every request (at least 1, the least vLLM accepts).
+      - Generated tokens do not change the measurement. vLLM decides a request's prefix-cache hit when the scheduler
+        first looks its prompt up, and counts it there - C(queries) the request's tokens (only the prompt at that
+        point), C(hits) its cached prompt tokens (vllm-project/vllm C(vllm/v1/core/kv_cache_manager.py)
+        C(get_computed_blocks) / C(record_prefix_cache_stats), read at commit 003df2961dd8, the source of
+        C(vllm:prefix_cache_queries_total) and C(vllm:prefix_cache_hits_total)) - and every request's prompt ends in
+        a question of its own, so no request's generated tokens can be part of another's prompt. One token is the
+        fastest check.
+    type: int
+    default: 1
   settle_seconds:
     description: Seconds to wait after a response for one replica's request counter to move.
     type: float
@@ -157,7 +167,7 @@ ARGUMENT_SPEC = dict(
     requests_per_group=dict(type="int", default=4),
     shared_prefix_tokens=dict(type="int", no_log=False, default=256),
     prompt_tokens=dict(type="int", no_log=False, default=16),
-    max_tokens=dict(type="int", no_log=False, default=8),
+    max_tokens=dict(type="int", no_log=False, default=1),
     request_timeout=dict(type="float", default=60.0),
     settle_seconds=dict(type="float", default=2.0),
     seed=dict(type="int"),

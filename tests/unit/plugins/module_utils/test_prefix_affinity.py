@@ -26,6 +26,7 @@ def test_every_run_gets_fresh_prefixes_and_a_shuffled_order():
     ({"requests_per_group": 1}, "requests_per_group must be a whole number >= 2"),
     ({"prefix_groups": 0}, "prefix_groups must be a whole number >= 1"),
     ({"shared_prefix_tokens": 16}, "shared_prefix_tokens must be longer than one 16-token KV block"),
+    ({"max_tokens": 0}, "max_tokens must be a whole number >= 1"),
 ])
 def test_bad_settings_name_the_option(options, message):
     with pytest.raises(pa.AffinityConfigError, match=message):
@@ -125,3 +126,10 @@ def test_run_check_attributes_each_request_from_the_replica_counters(monkeypatch
     assert summary["requests"] == summary["replica_request_sum"] == 96 and summary["unattributed_requests"] == 0
     assert summary["hit_rate"] == pytest.approx(summary["best_hit_rate"])
     assert summary["hit_rate"] > summary["round_robin_hit_rate"]
+
+
+def test_requests_generate_one_token_by_default():
+    # The hit is decided on the prompt when vLLM schedules it (vllm/v1/core/kv_cache_manager.py
+    # record_prefix_cache_stats): more generated tokens only make the check slower.
+    assert config()["max_tokens"] == 1
+    assert config(max_tokens=8)["max_tokens"] == 8
