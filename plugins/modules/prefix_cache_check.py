@@ -65,7 +65,6 @@ options:
         C(vllm:prefix_cache_queries_total) and C(vllm:prefix_cache_hits_total)) - and every request's prompt ends in
         a question of its own, so no request's generated tokens can be part of another's prompt. One token is the
         fastest check.
-    type: int
     default: 1
   settle_seconds:
     description: Seconds to wait after a response for one replica's request counter to move.
