@@ -29,8 +29,8 @@ def _ansible_playbook(directory, play, *args, env=None):
     """ansible-playbook on localhost with this checkout's collection, the play written to directory/play.yml."""
     path = directory / "play.yml"
     path.write_text(play if isinstance(play, str) else json.dumps(play, indent=1))
-    environ = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"), ANSIBLE_NOCOLOR="1",
-                   **(env or {}))
+    environ = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".cache" / "collections"), "ANSIBLE_NOCOLOR": "1",
+               **(env or {})}
     return subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", str(path), *args],
                           capture_output=True, text=True, env=environ, cwd=ROOT, timeout=300, check=False)
 
@@ -42,6 +42,13 @@ def ansible_playbook(tmp_path):
     def run(play, *args, env=None):
         return _ansible_playbook(tmp_path, play, *args, env=env)
     return run
+
+
+@pytest.fixture(scope="session")
+def ansible_playbook_in():
+    """run(directory, play, *args, env=None): as ansible_playbook, with the play written to directory (for
+    module- or session-scoped fixtures)."""
+    return _ansible_playbook
 
 
 # The play of role_cases: case.yml once per case (loop_var `case`), then the `results` fact as JSON.
