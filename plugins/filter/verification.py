@@ -5,7 +5,8 @@
 pods, the routing checks and the GKE policy check (formerly Jinja loops in roles/verification/tasks).
 
 Documentation: the sidecar files verification_queries.yml, verification_discover.yml,
-verification_workload_replicas.yml, verification_routing_checks.yml and verification_policy_check.yml beside this file.
+verification_workload_replicas.yml, verification_routing_checks.yml, verification_policy_check.yml and
+verification_requests.yml beside this file.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -208,9 +209,30 @@ def verification_policy_check(policies, pool_refs):
                         + (f"missing: {', '.join(missing)}" if missing else "every backend has both policies")}
 
 
+def verification_requests(url, model, headers=None, gateway_health=True, pod_ips=(), pod_scheme="http",
+                          pod_port=8000):
+    """The requests of the functional checks for llm_serving.gke.http_checks: /v1/models, /v1/completions,
+    /v1/chat/completions and (``gateway_health``) /health through ``url`` with ``headers``, and /health on each pod
+    of ``pod_ips`` (without the headers: they are the gateway's)."""
+    headers = dict(headers or {})
+    requests = [
+        {"name": "models", "url": f"{url}/v1/models", "headers": headers},
+        {"name": "completions", "url": f"{url}/v1/completions", "method": "POST", "headers": headers,
+         "body": {"model": model, "prompt": "Hello, how are you?", "max_tokens": 16, "temperature": 0}},
+        {"name": "chat", "url": f"{url}/v1/chat/completions", "method": "POST", "headers": headers,
+         "body": {"model": model, "messages": [{"role": "user", "content": "What is Kubernetes?"}], "max_tokens": 16}},
+    ]
+    if gateway_health:
+        requests.append({"name": "gateway_health", "url": f"{url}/health", "headers": headers})
+    for ip in pod_ips or []:
+        requests.append({"name": "pod_health", "item": ip, "url": f"{pod_scheme}://{ip}:{pod_port}/health"})
+    return requests
+
+
 class FilterModule:
     def filters(self):
         return {"verification_queries": verification_queries, "verification_discover": verification_discover,
                 "verification_workload_replicas": workload_replicas,
                 "verification_routing_checks": verification_routing_checks,
-                "verification_policy_check": verification_policy_check}
+                "verification_policy_check": verification_policy_check,
+                "verification_requests": verification_requests}
