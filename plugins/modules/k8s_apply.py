@@ -91,31 +91,18 @@ results:
       type: dict
 """
 
-import copy  # noqa: E402 - imports follow the documentation blocks in Ansible modules
-
 from ansible_collections.llm_serving.gke.plugins.module_utils import k8s_change  # noqa: E402
+from ansible_collections.llm_serving.gke.plugins.module_utils import k8s_client  # noqa: E402
 
-try:
-    from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.core import AnsibleK8SModule
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions import CoreException
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.service import K8sService
-
-    HAS_KUBERNETES_COLLECTION = True
-except ImportError:
-    HAS_KUBERNETES_COLLECTION = False
-    AUTH_ARG_SPEC = {}
+OPTIONS = dict(
+    definitions=dict(type="list", elements="dict", required=True),
+    field_manager=dict(type="str", required=True),
+    force_conflicts=dict(type="bool", default=True),
+)
 
 
 def argument_spec():
-    spec = copy.deepcopy(AUTH_ARG_SPEC)
-    spec.update(
-        definitions=dict(type="list", elements="dict", required=True),
-        field_manager=dict(type="str", required=True),
-        force_conflicts=dict(type="bool", default=True),
-    )
-    return spec
+    return k8s_client.argument_spec(**OPTIONS)
 
 
 def definition_errors(definitions):
@@ -159,12 +146,7 @@ def apply_all(svc, definitions, check_mode=False):
 
 
 def main():
-    if not HAS_KUBERNETES_COLLECTION:
-        from ansible.module_utils.basic import AnsibleModule
-
-        AnsibleModule(argument_spec={}, bypass_checks=True).fail_json(
-            msg="llm_serving.gke.k8s_apply needs the kubernetes.core collection (>= 5.0)")
-    module = AnsibleK8SModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = k8s_client.k8s_module("k8s_apply", OPTIONS)
     params = module.params
     errors = definition_errors(params["definitions"])
     if errors:
@@ -172,11 +154,8 @@ def main():
     # K8sService.apply reads the server-side apply settings from the module's parameters, as kubernetes.core.k8s.
     params["server_side_apply"] = {"field_manager": params["field_manager"],
                                    "force_conflicts": params["force_conflicts"]}
-    try:
-        client = get_api_client(module=module)
-        results, diffs = apply_all(K8sService(client, module), params["definitions"], module.check_mode)
-    except CoreException as exc:
-        module.fail_from_exception(exc)
+    results, diffs = k8s_client.run_with_service(
+        module, lambda client, svc: apply_all(svc, params["definitions"], module.check_mode))
     outcome = {"changed": any(r["changed"] for r in results), "results": results}
     if module._diff and diffs:
         outcome["diff"] = diffs

@@ -100,25 +100,13 @@ served:
   sample: {llminferenceservices.serving.kserve.io: [v1alpha2], gateways.gateway.networking.k8s.io: [v1, v1beta1]}
 """
 
-import copy  # noqa: E402 - imports follow the documentation blocks in Ansible modules
+from ansible_collections.llm_serving.gke.plugins.module_utils import k8s_client  # noqa: E402
 
-try:
-    from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.core import AnsibleK8SModule
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions import CoreException
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.service import K8sService
-
-    HAS_KUBERNETES_COLLECTION = True
-except ImportError:
-    HAS_KUBERNETES_COLLECTION = False
-    AUTH_ARG_SPEC = {}
+OPTIONS = dict(queries=dict(type="list", elements="dict", required=True), served_kinds=dict(type="dict"))
 
 
 def argument_spec():
-    spec = copy.deepcopy(AUTH_ARG_SPEC)
-    spec.update(queries=dict(type="list", elements="dict", required=True), served_kinds=dict(type="dict"))
-    return spec
+    return k8s_client.argument_spec(**OPTIONS)
 
 
 def query_errors(queries):
@@ -167,13 +155,18 @@ def read_all(svc, queries):
     return results
 
 
-def main():
-    if not HAS_KUBERNETES_COLLECTION:
-        from ansible.module_utils.basic import AnsibleModule
+def read(client, svc, queries, kinds):
+    """(results, extra) of the module: the reads, and when ``kinds`` is set the served versions from a refreshed
+    discovery (before the reads, which then use it)."""
+    extra = {}
+    if kinds:
+        client.resources.invalidate_cache()
+        extra["served"] = served_versions(client.resources, kinds)
+    return read_all(svc, queries), extra
 
-        AnsibleModule(argument_spec={}, bypass_checks=True).fail_json(
-            msg="llm_serving.gke.k8s_read needs the kubernetes.core collection (>= 5.0)")
-    module = AnsibleK8SModule(argument_spec=argument_spec(), supports_check_mode=True)
+
+def main():
+    module = k8s_client.k8s_module("k8s_read", OPTIONS)
     errors = query_errors(module.params["queries"])
     if errors:
         module.fail_json(msg="k8s_read: " + "; ".join(errors))
@@ -182,17 +175,9 @@ def main():
     if bad:
         module.fail_json(msg="k8s_read: served_kinds keys must be CRD names <plural>.<group> and values kinds; got "
                              + ", ".join(bad))
-    extra = {}
-    try:
-        client = get_api_client(module=module)
-        if kinds:
-            client.resources.invalidate_cache()
-            extra["served"] = served_versions(client.resources, kinds)
-        results = read_all(K8sService(client, module), module.params["queries"])
-    except CoreException as exc:
-        module.fail_from_exception(exc)
+    results, extra = k8s_client.run_with_service(
+        module, lambda client, svc: read(client, svc, module.params["queries"], kinds))
     module.exit_json(changed=False, results=results, **extra)
-
 
 if __name__ == "__main__":
     main()

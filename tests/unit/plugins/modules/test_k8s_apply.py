@@ -4,7 +4,7 @@ import copy
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.llm_serving.gke.plugins.module_utils import k8s_change
+from ansible_collections.llm_serving.gke.plugins.module_utils import k8s_change, k8s_client
 from ansible_collections.llm_serving.gke.plugins.modules import k8s_apply
 
 OBJ = {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "LLMInferenceService", "spec": {"replicas": 3},
@@ -92,7 +92,7 @@ def test_module_refuses_bad_definitions_before_connecting(monkeypatch, capsys):
     def no_client(module):
         raise AssertionError("must not connect")
 
-    monkeypatch.setattr(k8s_apply, "get_api_client", no_client)
+    monkeypatch.setattr(k8s_client, "get_api_client", no_client)
     with patch_module_args({"definitions": [{"kind": "X"}], "field_manager": "m"}), pytest.raises(SystemExit) as exc:
         k8s_apply.main()
     assert exc.value.code == 1

@@ -2,6 +2,7 @@
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.llm_serving.gke.plugins.module_utils import k8s_client
 from ansible_collections.llm_serving.gke.plugins.modules import k8s_read
 
 
@@ -39,7 +40,7 @@ def test_module_refuses_bad_queries_before_connecting(monkeypatch, capsys):
     def no_client(module):
         raise AssertionError("must not connect")
 
-    monkeypatch.setattr(k8s_read, "get_api_client", no_client)
+    monkeypatch.setattr(k8s_client, "get_api_client", no_client)
     with patch_module_args({"queries": [{"name": "x"}]}), pytest.raises(SystemExit) as exc:
         k8s_read.main()
     assert exc.value.code == 1

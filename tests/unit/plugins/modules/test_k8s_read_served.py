@@ -2,6 +2,7 @@
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.llm_serving.gke.plugins.module_utils import k8s_client
 from ansible_collections.llm_serving.gke.plugins.modules import k8s_read
 
 
@@ -68,7 +69,7 @@ class FakeClient:
 def test_module_refreshes_discovery_once_and_returns_served_with_the_reads(monkeypatch, capsys):
     discovery = FakeDiscovery([[Resource("gateway.networking.k8s.io", "v1", "Gateway")]])
     client = FakeClient(discovery)
-    monkeypatch.setattr(k8s_read, "get_api_client", lambda module: client)
+    monkeypatch.setattr(k8s_client, "get_api_client", lambda module: client)
 
     class Svc:
         def __init__(self, got_client, module):
@@ -77,7 +78,7 @@ def test_module_refreshes_discovery_once_and_returns_served_with_the_reads(monke
         def find(self, kind, api_version, name=None, namespace=None, label_selectors=None):
             return {"resources": [], "api_found": True}
 
-    monkeypatch.setattr(k8s_read, "K8sService", Svc)
+    monkeypatch.setattr(k8s_client, "K8sService", Svc)
     args = {"queries": [{"kind": "Namespace", "name": "x"}],
             "served_kinds": {"gateways.gateway.networking.k8s.io": "Gateway"}}
     with patch_module_args(args), pytest.raises(SystemExit) as exc:
@@ -89,7 +90,7 @@ def test_module_refreshes_discovery_once_and_returns_served_with_the_reads(monke
 
 
 def test_module_refuses_a_served_kinds_key_that_is_no_crd_name(monkeypatch, capsys):
-    monkeypatch.setattr(k8s_read, "get_api_client", lambda module: pytest.fail("must not connect"))
+    monkeypatch.setattr(k8s_client, "get_api_client", lambda module: pytest.fail("must not connect"))
     args = {"queries": [], "served_kinds": {"Gateway": "Gateway"}}
     with patch_module_args(args), pytest.raises(SystemExit) as exc:
         k8s_read.main()
