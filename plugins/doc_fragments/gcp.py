@@ -57,3 +57,20 @@ options:
     type: str
     default: https://container.googleapis.com
 """
+
+    # llm_serving.gke.gcp.attributes: the attribute values of the collection's Google Cloud modules (listed before
+    # ansible.builtin.action_common_attributes and its .actiongroups, which add the descriptions). Ansible merges
+    # fragment attributes per attribute under the module's own (ansible.utils.plugin_docs add_fragments /
+    # merge_fragment, ansible-core 2.19): a module that differs documents only the attribute keys that differ.
+    ATTRIBUTES = r"""
+attributes:
+  action_group:
+    support: full
+    membership: [llm_serving.gke.gcp]
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: all
+"""

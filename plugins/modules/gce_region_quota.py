@@ -31,18 +31,9 @@ author:
 extends_documentation_fragment:
   - google.cloud.gcp
   - llm_serving.gke.gcp
+  - llm_serving.gke.gcp.attributes
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: all
-  action_group:
-    support: full
-    membership: [llm_serving.gke.gcp]
 options:
   location:
     description: Zone or region of the cluster (a zone is reduced to its region, C(europe-west4-a) -> C(europe-west4)).

@@ -22,18 +22,9 @@ extends_documentation_fragment:
   - google.cloud.gcp
   - llm_serving.gke.gcp
   - llm_serving.gke.gcp.cluster
+  - llm_serving.gke.gcp.attributes
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: all
-  action_group:
-    support: full
-    membership: [llm_serving.gke.gcp]
 options:
   machine_type:
     description: Machine type that every zone in RV(zones) must offer.

@@ -43,20 +43,15 @@ extends_documentation_fragment:
   - google.cloud.gcp
   - llm_serving.gke.gcp
   - llm_serving.gke.gcp.cluster
+  - llm_serving.gke.gcp.attributes
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
-  action_group:
-    support: full
-    membership: [llm_serving.gke.gcp]
   check_mode:
-    support: full
     details: Reads the pool and reports what would change; sends no write.
   diff_mode:
     support: full
     details: Before and after of the fields the task sets.
-  platform:
-    platforms: all
 options:
   name:
     description: Name of the node pool.

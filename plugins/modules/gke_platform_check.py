@@ -31,17 +31,11 @@ extends_documentation_fragment:
   - llm_serving.gke.gcp
   - llm_serving.gke.gcp.cluster
   - kubernetes.core.k8s_auth_options
+  - llm_serving.gke.gcp.attributes
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: all
   action_group:
-    support: full
     membership: [llm_serving.gke.gcp, llm_serving.gke.k8s]
 options:
   cluster_resource:

@@ -25,18 +25,9 @@ author:
 extends_documentation_fragment:
   - google.cloud.gcp
   - llm_serving.gke.gcp
+  - llm_serving.gke.gcp.attributes
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: all
-  action_group:
-    support: full
-    membership: [llm_serving.gke.gcp]
 options:
   region:
     description: Region of the subnet (the GKE cluster's region; a zone is accepted and its region used).

@@ -53,6 +53,19 @@ def test_gcp_modules_use_the_shared_fragment(name):
     assert any("Application Default Credentials" in note for note in merged["notes"])
 
 
+@pytest.mark.parametrize("name", GCP_MODULES)
+def test_gcp_modules_take_their_attributes_from_the_fragment(name):
+    # Before ansible.builtin.action_common_attributes.actiongroups, whose membership [] would win otherwise
+    # (ansible.utils.plugin_docs merge_fragment: what the document already has wins over a later fragment).
+    fragments = raw_doc(name)["extends_documentation_fragment"]
+    assert fragments.index("llm_serving.gke.gcp.attributes") < fragments.index(
+        "ansible.builtin.action_common_attributes.actiongroups"), name
+    shared = fragment("llm_serving.gke.gcp.attributes")["attributes"]
+    for attribute, values in (raw_doc(name).get("attributes") or {}).items():
+        same = [key for key, value in values.items() if shared.get(attribute, {}).get(key) == value]
+        assert not same, f"{name}: attribute {attribute} repeats {same} of llm_serving.gke.gcp.attributes"
+
+
 @pytest.mark.parametrize("name", LOAD_MODULES)
 def test_load_modules_use_the_shared_fragment(name):
     assert "llm_serving.gke.inference" in raw_doc(name)["extends_documentation_fragment"]
@@ -108,5 +121,17 @@ def test_ansible_doc_renders_every_module_with_its_fragments():
     assert node_pool["options"]["location"]["required"] is True  # from llm_serving.gke.gcp.cluster
     assert node_pool["options"]["timeout"]["default"] == 2700  # the module's own default wins
     assert "auth_kind" in node_pool["options"]  # google.cloud.gcp
+    # Attributes: the fragment's values, the module's own where it differs, ansible-core's descriptions.
+    attributes = {name: docs[f"llm_serving.gke.{name}"]["doc"]["attributes"] for name in GCP_MODULES}
+    for name, attrs in attributes.items():
+        assert attrs["check_mode"]["support"] == "full" and attrs["platform"]["platforms"] == "all", name
+        group = attrs["action_group"]
+        assert group["support"] == "full" and "llm_serving.gke.gcp" in group["membership"], name
+        assert all(attr.get("description") for attr in attrs.values()), name
+    assert attributes["gke_cluster_info"]["diff_mode"]["support"] == "none"
+    assert attributes["gke_platform_check"]["action_group"]["membership"] == ["llm_serving.gke.gcp",
+                                                                             "llm_serving.gke.k8s"]
+    assert attributes["gke_node_pool"]["diff_mode"]["support"] == "full"
+    assert attributes["gke_node_pool"]["check_mode"]["details"].startswith("Reads the pool")
     bench = docs["llm_serving.gke.inference_benchmark"]["doc"]
     assert bench["options"]["max_tokens"]["default"] == 32 and "measured_on" in bench["options"]
