@@ -62,6 +62,14 @@ options:
     description: File name prefix, usually the Markdown report's name without C(.md).
     type: str
     required: true
+  json_report:
+    description:
+      - Also write O(data) as the JSON report to this path, with the key C(report_charts) added (the paths of the
+        charts written; empty without pygal) - in the same module run, instead of a C(copy) task after this one.
+      - Written with sorted keys and 2 spaces of indentation (as C(to_nice_json(indent=2))), only when the content
+        differs; not in check mode. O(data) must be a dict for it.
+    type: path
+    version_added: 0.3.0
 seealso:
   - module: llm_serving.gke.inference_benchmark
   - module: llm_serving.gke.prefix_cache_check
@@ -107,6 +115,10 @@ charts:
     - {name: throughput, file: verification-demo-20261202T101500Z-throughput.svg,
        path: /tmp/reports/verification-demo-20261202T101500Z-throughput.svg,
        title: "Throughput per step (req/s, GKE)", alt: "Throughput per step (req/s, GKE)"}
+json_report:
+  description: O(json_report) as written (or, in check mode, as it would be written).
+  returned: when O(json_report) is set
+  type: str
 library:
   description: The plotting library and its version, or null when it is not installed.
   returned: always
@@ -114,6 +126,7 @@ library:
   sample: pygal 3.1.3
 """
 
+import json  # noqa: E402
 import os  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -125,7 +138,26 @@ ARGUMENT_SPEC = dict(
     data=dict(type="raw", required=True),
     dest=dict(type="path", required=True),
     basename=dict(type="str", required=True),
+    json_report=dict(type="path"),
 )
+
+
+def write_json_report(path, data, chart_paths, check_mode):
+    """Write ``data`` plus ``report_charts`` to ``path`` as indented JSON; True when the file changed."""
+    text = json.dumps(dict(data, report_charts=chart_paths), indent=2, sort_keys=True, separators=(",", ": ")) + "\n"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            if handle.read() == text:
+                return False
+    except OSError:
+        pass
+    if not check_mode:
+        temporary = f"{path}.tmp{os.getpid()}"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    return True
 
 
 def main():
@@ -146,16 +178,29 @@ def main():
                 os.makedirs(params["dest"], mode=0o755, exist_ok=True)
             except OSError as exc:
                 module.fail_json(msg=f"dest {params['dest']!r}: cannot create the report directory: {exc}")
+    if params["json_report"] and not isinstance(params["data"], dict):
+        module.fail_json(msg=f"json_report needs data to be a dict (the verification_result), got "
+                             f"{type(params['data']).__name__}")
+    written, library = [], None
     if charts.pygal is None:
         module.warn("pygal is not installed on this host: no charts were drawn; the reports keep their text charts "
                     "(pip install pygal, see the collection's requirements.txt)")
-        module.exit_json(changed=changed, charts=[], library=None)
-    try:
-        written, files_changed = charts.write_charts(specs, params["dest"], params["basename"], module.check_mode)
-    except OSError as exc:
-        module.fail_json(msg=f"dest {params['dest']!r}: cannot write the charts: {exc}")
-    module.exit_json(changed=changed or files_changed, charts=written,
-                     library=f"pygal {getattr(charts.pygal, '__version__', 'unknown')}")
+    else:
+        library = f"pygal {getattr(charts.pygal, '__version__', 'unknown')}"
+        try:
+            written, files_changed = charts.write_charts(specs, params["dest"], params["basename"], module.check_mode)
+        except OSError as exc:
+            module.fail_json(msg=f"dest {params['dest']!r}: cannot write the charts: {exc}")
+        changed = changed or files_changed
+    extra = {}
+    if params["json_report"]:
+        try:
+            changed = write_json_report(params["json_report"], params["data"], [c["path"] for c in written],
+                                        module.check_mode) or changed
+        except OSError as exc:
+            module.fail_json(msg=f"json_report {params['json_report']!r}: cannot write the JSON report: {exc}")
+        extra["json_report"] = params["json_report"]
+    module.exit_json(changed=changed, charts=written, library=library, **extra)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """report_charts module: SVG files beside the report, created directory, check mode, missing pygal, bad data."""
+import json
 import os
 
 import pytest
@@ -61,3 +62,29 @@ def test_data_that_cannot_be_charted_fails_naming_the_field(tmp_path):
 def test_a_basename_with_a_slash_is_refused(tmp_path):
     result = run_module(report_type="cost", data=MATRIX, dest=str(tmp_path), basename="../cost")
     assert result.kind == "fail" and "basename" in result.result["msg"] and "'../cost'" in result.result["msg"]
+
+
+def test_the_json_report_is_written_in_the_same_run_with_the_chart_paths(tmp_path):
+    data = {"llmisvc": "demo", "benchmark": None, "cache": None, "checks": [], "passed": True}
+    path = tmp_path / "verification-demo.json"
+    result = run_module(report_type="verification", data=data, dest=str(tmp_path), basename="verification-demo",
+                        json_report=str(path))
+    assert result.kind == "exit", result.result
+    assert result.result["json_report"] == str(path) and result.result["changed"] is True
+    text = path.read_text()
+    assert text.endswith("}\n") and '\n  "llmisvc": "demo"' in text
+    assert json.loads(text) == dict(data, report_charts=[c["path"] for c in result.result["charts"]])
+    assert oct(os.stat(path).st_mode & 0o777) == "0o644"
+    again = run_module(report_type="verification", data=data, dest=str(tmp_path), basename="verification-demo",
+                       json_report=str(path))
+    assert again.result["changed"] is False
+
+
+def test_json_report_in_check_mode_and_of_no_dict(tmp_path):
+    path = tmp_path / "r.json"
+    result = run_module(report_type="verification", data={"passed": True}, dest=str(tmp_path), basename="r",
+                        json_report=str(path), _ansible_check_mode=True)
+    assert result.kind == "exit" and result.result["changed"] is True and not path.exists()
+    refused = run_module(report_type="cost", data=MATRIX, dest=str(tmp_path), basename="r", json_report=str(path))
+    assert refused.kind == "fail" and refused.result["msg"] == "json_report needs data to be a dict (the " \
+                                                               "verification_result), got list"
