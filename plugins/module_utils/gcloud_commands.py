@@ -10,7 +10,8 @@ spec the module uses. Flags: https://cloud.google.com/sdk/gcloud/reference/conta
 ``--enable-autoscaling --min-nodes --max-nodes --location-policy``, ``--reservation-affinity`` + ``--reservation``).
 
 ``nodepool_params`` maps the nodepool role's inputs to the module's parameters the way
-``roles/nodepool/tasks/present.yml`` passes them (kept next to each other: a change there belongs here too).
+``roles/nodepool/tasks/present.yml`` passes them; tests/unit/roles/test_nodepool_params_agree.py templates that task's
+options with Ansible and fails when the two differ.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -116,10 +117,19 @@ def node_pool_create_command(params, cluster, location, project=None):
     return " ".join(shlex.quote(a) for a in node_pool_create_argv(params, cluster, location, project))
 
 
+def _zones(node_locations):
+    """nodepool_node_locations as a list of zones, as roles/nodepool/vars/main.yml ``__nodepool_zones``: an AWX survey's
+    text answer ("europe-west4-a, europe-west4-b") is split on commas, blanks around each zone are dropped."""
+    items = node_locations.split(",") if isinstance(node_locations, str) else (node_locations or [])
+    return [zone.strip() for zone in items if zone.strip()]
+
+
 def nodepool_params(name, profile, min_node_count=0, max_node_count=1, initial_node_count=None, spot=False,
                     location_policy=None, node_locations=None, labels=None, reservation_affinity=None):
-    """gke_node_pool parameters from the nodepool role's inputs (as roles/nodepool/tasks/present.yml passes them)."""
+    """gke_node_pool parameters from the nodepool role's inputs (as roles/nodepool/tasks/present.yml passes them;
+    tests/unit/roles/test_nodepool_params_agree.py compares both)."""
     profile = profile or {}
+    node_locations = _zones(node_locations)
     accelerator_type = profile.get("accelerator_type") or ""
     accelerator = None
     if accelerator_type.startswith("nvidia-"):
