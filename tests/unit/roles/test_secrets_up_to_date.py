@@ -13,6 +13,8 @@ import ansible_collections.kubernetes.core as kubernetes_core
 import pytest
 import yaml
 
+from tests.unit.once_per_session import once_per_session
+
 ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "hf_unit_token"
 AUTH = {"auths": {"registry.example.com": {"auth": base64.b64encode(b"robot:pw").decode()}}}
@@ -125,9 +127,7 @@ def _deploy(namespace):
     return [{**task, "name": f"{task['name']} - {namespace}", "vars": {"secrets_namespaces": [namespace]}}]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, ansible_playbook_in):
-    tmp = tmp_path_factory.mktemp("secrets-up-to-date")
+def _run(tmp, ansible_playbook_in):
     collections = tmp / "collections" / "ansible_collections"
     _overlay(ROOT, collections / "llm_serving" / "gke", ["k8s_read"])
     _overlay(Path(kubernetes_core.__path__[0]), collections / "kubernetes" / "core", ["k8s", "k8s_info"])
@@ -141,8 +141,16 @@ def run(tmp_path_factory, ansible_playbook_in):
     proc = ansible_playbook_in(tmp, play, env={"ANSIBLE_COLLECTIONS_PATH": str(tmp / "collections"),
                                                "FAKE_K8S_STATE": str(tmp / "state.json"), "FAKE_K8S_LOG": str(log)})
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    calls = [tuple(json.loads(line)) for line in log.read_text().splitlines()]
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
     return json.loads((tmp / "facts.json").read_text()), calls, proc.stdout
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, ansible_playbook_in):
+    # One playbook run for the module's tests, also when xdist workers share them.
+    facts, calls, stdout = once_per_session(tmp_path_factory, "secrets-up-to-date",
+                                            lambda tmp: _run(tmp, ansible_playbook_in))
+    return facts, [tuple(call) for call in calls], stdout
 
 
 def test_the_fact_is_true_only_when_nothing_would_be_written(run):
