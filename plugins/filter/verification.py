@@ -156,7 +156,7 @@ def verification_discover(results, llmisvc_name, namespace, gateway_name="infere
     if refs:
         group = refs[0]["group"] or POOL_GROUP_V1
         for candidate in _resources(results, "pools"):
-            if (str(candidate.get("apiVersion", "")).split("/")[0] == group
+            if (str(candidate.get("apiVersion", "")).split("/", maxsplit=1)[0] == group
                     and (candidate.get("metadata") or {}).get("name") == names[0]):
                 pool = candidate
                 break

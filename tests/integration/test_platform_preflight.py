@@ -108,8 +108,8 @@ def test_bad_platform_is_refused_before_any_write_and_platform_yml_restores_the_
         gke.set_http_lb(disabled=False)
         if gke.subnet_status("proxy-only-subnet") == 404:
             gke.call("POST", gke.subnets_url, {"name": "proxy-only-subnet", "ipCidrRange": "10.129.0.0/23",
-                                           "network": "global/networks/default",
-                                           "purpose": "REGIONAL_MANAGED_PROXY", "role": "ACTIVE"})
+                                               "network": "global/networks/default",
+                                               "purpose": "REGIONAL_MANAGED_PROXY", "role": "ACTIVE"})
             gke.wait_subnet("proxy-only-subnet", 200)
 
 

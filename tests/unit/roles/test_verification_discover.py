@@ -71,7 +71,7 @@ class FakeApi(BaseHTTPRequestHandler):
             return self._send(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
                 {"name": group, "versions": [{"groupVersion": f"{group}/{version}", "version": version}],
                  "preferredVersion": {"groupVersion": f"{group}/{version}", "version": version}}
-                for group, (version, _) in GROUPS.items()]})
+                for group, (version, _resources) in GROUPS.items()]})
         if path == "/api/v1":
             return self._send(200, {"kind": "APIResourceList", "groupVersion": "v1",
                                     "resources": [_resource("pods", "Pod")]})
@@ -117,8 +117,8 @@ def _play(kubeconfig, out, retries):
             "vars": {"verification_llmisvc_name": NAME, "verification_namespace": NS, "verification_model_name": "m",
                      "verification_scheduler_enabled": False, "verification_pod_ready_retries": retries,
                      "verification_probe_period_scale": 0.01},
-            "tasks": [{"name": "Discover", "ansible.builtin.include_role": {"name": "llm_serving.gke.verification",
-                                                                           "tasks_from": "discover"}},
+            "tasks": [{"name": "Discover", "ansible.builtin.include_role": {
+                          "name": "llm_serving.gke.verification", "tasks_from": "discover"}},
                       {"name": "Write what was found", "ansible.builtin.copy": {
                           "dest": str(out), "mode": "0600",
                           "content": "{{ {'ips': __verification_pod_ips, 'url': __verification_url,"
@@ -136,14 +136,14 @@ def found(tmp_path_factory):
     cases = {"hidden_once": (_start([ONE_HIDDEN, BOTH_READY], tmp), 3), "hidden_always": (_start([ONE_HIDDEN], tmp), 2)}
     try:
         proc = run_play([_play(kubeconfig, tmp / f"{case}.json", retries)
-                         for case, ((_, kubeconfig), retries) in cases.items()], tmp)
+                         for case, ((_server, kubeconfig), retries) in cases.items()], tmp)
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     finally:
-        for (server, _), _ in cases.values():
+        for (server, _kubeconfig), _retries in cases.values():
             server.shutdown()
             server.server_close()
     return {case: (server, json.loads((tmp / f"{case}.json").read_text()))
-            for case, ((server, _), _) in cases.items()}
+            for case, ((server, _kubeconfig), _retries) in cases.items()}
 
 
 def test_a_replica_hidden_by_a_readiness_probe_is_found_by_listing_again(found):

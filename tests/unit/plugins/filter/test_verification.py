@@ -62,8 +62,8 @@ def test_queries_read_everything_in_one_run_and_routing_only_when_asked():
     ("", "http://status/ns/demo/", "1.2.3.4", "http://status/ns/demo", "status.url"),
     ("", "", " 1.2.3.4 ", "http://1.2.3.4/ns/demo", "gateway opendatahub/inference-gateway"),
 ])
-def test_the_url_is_the_override_else_status_url_else_the_gateway_address(base_url, status_url, address, url,
-                                                                           source):
+def test_the_url_is_the_override_else_status_url_else_the_gateway_address(
+        base_url, status_url, address, url, source):
     found = discover([_result("llmisvc", [_llmisvc(status_url)]), _result("gateway", [_gateway(address)])],
                      base_url=base_url)
     assert (found["url"], found["url_source"], found["error"]) == (url, source, "")
@@ -104,8 +104,8 @@ def test_expected_replicas_are_spec_replicas_or_the_deployments_ready_replicas_w
     assert found["replicas"]["ready"] == 1
 
 
-@pytest.mark.parametrize(("period", "scale", "delay"), [(10, 1.0, 10), (10, 0.02, 1), (30, 0.1, 3), (None, 1, 10),
-                                                         (5, "0.5", 3)])
+@pytest.mark.parametrize(("period", "scale", "delay"), [
+    (10, 1.0, 10), (10, 0.02, 1), (30, 0.1, 3), (None, 1, 10), (5, "0.5", 3)])
 def test_pods_are_listed_again_one_scaled_readiness_probe_period_apart_at_least_1_s(period, scale, delay):
     replicas = F["verification_workload_replicas"]([_result("pods", [_pod("10.0.0.1", period=period)])], 2,
                                                    probe_period_scale=scale)
@@ -163,9 +163,8 @@ def test_a_route_without_a_pool_fails_both_routing_checks():
 
 
 def _policies(groups):
-    return {"results": [{"item": kind, "resources": [{"spec": {"targetRef": {"group": g, "kind": "InferencePool",
-                                                                              "name": POOL}}} for g in groups]}
-                        for kind in ("HealthCheckPolicy", "GCPBackendPolicy")]}
+    refs = [{"spec": {"targetRef": {"group": g, "kind": "InferencePool", "name": POOL}}} for g in groups]
+    return {"results": [{"item": kind, "resources": refs} for kind in ("HealthCheckPolicy", "GCPBackendPolicy")]}
 
 
 def test_policies_are_shaped_like_the_former_looped_register():

@@ -18,7 +18,6 @@ from tests.gke_sim_inprocess import call, make_api
 from tests.unit.plugins.module_utils.fake_gke import FakeGke, api_error
 
 
-
 @pytest.fixture
 def api(tmp_path):
     return make_api(tmp_path)

@@ -70,8 +70,8 @@ def test_each_request_gets_its_status_and_json_in_order(module, base):
     ], "timeout": 5}).result
     models, completion, down, refused_result, text = result["results"]
     assert result["changed"] is False
-    assert (models["name"], models["status"], models["json"]) == ("models", 200,
-                                                                   {"path": "/v1/models", "auth": "Bearer t"})
+    assert (models["name"], models["status"], models["json"]) == (
+        "models", 200, {"path": "/v1/models", "auth": "Bearer t"})
     assert "headers" not in models and "body" not in completion
     assert completion["status"] == 200
     assert completion["json"] == {"got": {"max_tokens": 16}, "type": "application/json"}
