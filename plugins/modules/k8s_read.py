@@ -179,5 +179,6 @@ def main():
         module, lambda client, svc: read(client, svc, module.params["queries"], kinds))
     module.exit_json(changed=False, results=results, **extra)
 
+
 if __name__ == "__main__":
     main()

@@ -129,8 +129,8 @@ def test_ansible_doc_renders_every_module_with_its_fragments():
         assert group["support"] == "full" and "llm_serving.gke.gcp" in group["membership"], name
         assert all(attr.get("description") for attr in attrs.values()), name
     assert attributes["gke_cluster_info"]["diff_mode"]["support"] == "none"
-    assert attributes["gke_platform_check"]["action_group"]["membership"] == ["llm_serving.gke.gcp",
-                                                                             "llm_serving.gke.k8s"]
+    assert attributes["gke_platform_check"]["action_group"]["membership"] == [
+        "llm_serving.gke.gcp", "llm_serving.gke.k8s"]
     assert attributes["gke_node_pool"]["diff_mode"]["support"] == "full"
     assert attributes["gke_node_pool"]["check_mode"]["details"].startswith("Reads the pool")
     bench = docs["llm_serving.gke.inference_benchmark"]["doc"]

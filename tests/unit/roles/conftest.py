@@ -55,8 +55,8 @@ def ansible_playbook_in():
 CASES_PLAY = [{"name": "Run each case", "hosts": "localhost", "gather_facts": False, "tasks": [
     {"name": "Run one case", "ansible.builtin.include_tasks": "case.yml", "loop": "{{ cases }}",
      "loop_control": {"loop_var": "case"}},
-    {"name": "Write the results", "ansible.builtin.copy": {"content": "{{ results | to_json }}", "dest": "{{ out }}",
-                                                          "mode": "0600"}},
+    {"name": "Write the results",
+     "ansible.builtin.copy": {"content": "{{ results | to_json }}", "dest": "{{ out }}", "mode": "0600"}},
 ]}]
 
 

@@ -104,6 +104,7 @@ RENDER_ONE = """
         results: "{{ results | default({}) | combine({case.id: {'error': ansible_failed_result.msg}}) }}"
 """
 
+
 @pytest.fixture(scope="module")
 def rendered(role_cases):
     # The one render of all cases, shared by both xdist workers (it is the unit suite's most expensive run).

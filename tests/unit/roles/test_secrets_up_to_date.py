@@ -62,9 +62,9 @@ if __name__ == "__main__":
 '''
 
 
-def _secret(namespace, name, secret_type, key, value, labels=LABELS):
+def _secret(namespace, name, secret_type, key, value, labels=None):
     return {"apiVersion": "v1", "kind": "Secret", "type": secret_type,
-            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "metadata": {"name": name, "namespace": namespace, "labels": LABELS if labels is None else labels},
             "data": {key: base64.b64encode(value.encode()).decode()}}
 
 
@@ -154,7 +154,7 @@ def run(tmp_path_factory, ansible_playbook_in):
 
 
 def test_the_fact_is_true_only_when_nothing_would_be_written(run):
-    facts, _, _ = run
+    facts, _calls, _stdout = run
     # "new": the namespace does not exist; "stale": hf-token holds another token.
     assert facts == {"new": False, "stale": False, "ready": True}
 
@@ -166,13 +166,13 @@ def _reads(namespace):
 
 
 def test_the_deploy_writes_only_after_a_preflight_that_found_changes(run):
-    _, calls, stdout = run
+    _facts, calls, stdout = run
     assert calls == [
         *_reads("new"),  # pre-flight "new": reads, the namespace creation in check mode, its read-back
         ("k8s", True, "present", "Namespace//new"), ("k8s_info", True, None, "Namespace//new"),
         *_reads("stale"), ("k8s", True, "present", "Secret/stale/hf-token"),  # pre-flight "stale"
         # deploy_pattern.yml's task after it: the role runs again and writes the Secret that differs
-        *[(name, False, *rest) for name, _, *rest in _reads("stale")],
+        *[(name, False, *rest) for name, _check_mode, *rest in _reads("stale")],
         ("k8s", False, "present", "Secret/stale/hf-token"),
         *_reads("ready"),  # pre-flight "ready"; deploy_pattern.yml's task after it makes no call at all
     ]
