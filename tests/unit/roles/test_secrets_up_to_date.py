@@ -115,11 +115,11 @@ def _deploy_secrets_task():
 
 def _preflight(namespace):
     """The pre-flight's check-mode run of the role (playbooks/tasks/preflight.yml), then the published fact."""
-    return [{"name": f"Pre-flight {namespace}", "check_mode": True, "block": [
-                {"ansible.builtin.include_role": {"name": "llm_serving.gke.secrets"},
-                 "vars": {"secrets_namespaces": [namespace]}}]},
-            {"name": f"Record {namespace}", "vars": {"namespace": namespace}, "ansible.builtin.set_fact": {
-                "facts": "{{ facts | default({}) | combine({namespace: secrets_up_to_date}) }}"}}]
+    role = {"ansible.builtin.include_role": {"name": "llm_serving.gke.secrets"},
+            "vars": {"secrets_namespaces": [namespace]}}
+    record = {"facts": "{{ facts | default({}) | combine({namespace: secrets_up_to_date}) }}"}
+    return [{"name": f"Pre-flight {namespace}", "check_mode": True, "block": [role]},
+            {"name": f"Record {namespace}", "vars": {"namespace": namespace}, "ansible.builtin.set_fact": record}]
 
 
 def _deploy(namespace):

@@ -111,14 +111,16 @@ def _start(pod_lists, tmp):
     return server, kubeconfig
 
 
+DISCOVER = {"name": "llm_serving.gke.verification", "tasks_from": "discover"}
+
+
 def _play(kubeconfig, out, retries):
     return {"name": f"Discover with {out.stem}", "hosts": "localhost", "gather_facts": False,
             "module_defaults": {"group/llm_serving.gke.k8s": {"kubeconfig": str(kubeconfig)}},
             "vars": {"verification_llmisvc_name": NAME, "verification_namespace": NS, "verification_model_name": "m",
                      "verification_scheduler_enabled": False, "verification_pod_ready_retries": retries,
                      "verification_probe_period_scale": 0.01},
-            "tasks": [{"name": "Discover", "ansible.builtin.include_role": {
-                          "name": "llm_serving.gke.verification", "tasks_from": "discover"}},
+            "tasks": [{"name": "Discover", "ansible.builtin.include_role": DISCOVER},
                       {"name": "Write what was found", "ansible.builtin.copy": {
                           "dest": str(out), "mode": "0600",
                           "content": "{{ {'ips': __verification_pod_ips, 'url': __verification_url,"
