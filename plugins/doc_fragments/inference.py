@@ -45,7 +45,9 @@ options:
     type: float
     default: 60.0
   headers:
-    description: Extra HTTP headers for every request, for example C(Authorization).
+    description:
+      - Extra HTTP headers for every request, for example C(Authorization).
+      - Their values are masked in the module's logged arguments and results (C(no_log)), as any credential is.
     type: dict
     default: {}
   validate_certs:

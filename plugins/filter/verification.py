@@ -209,23 +209,22 @@ def verification_policy_check(policies, pool_refs):
                         + (f"missing: {', '.join(missing)}" if missing else "every backend has both policies")}
 
 
-def verification_requests(url, model, headers=None, gateway_health=True, pod_ips=(), pod_scheme="http",
-                          pod_port=8000):
+def verification_requests(url, model, gateway_health=True, pod_ips=(), pod_scheme="http", pod_port=8000):
     """The requests of the functional checks for llm_serving.gke.http_checks: /v1/models, /v1/completions,
-    /v1/chat/completions and (``gateway_health``) /health through ``url`` with ``headers``, and /health on each pod
-    of ``pod_ips`` (without the headers: they are the gateway's)."""
-    headers = dict(headers or {})
+    /v1/chat/completions and (``gateway_health``) /health through ``url``, and /health on each pod of ``pod_ips``
+    with ``use_headers: false`` (the module's headers, credentials, are the gateway's, never sent to a pod)."""
     requests = [
-        {"name": "models", "url": f"{url}/v1/models", "headers": headers},
-        {"name": "completions", "url": f"{url}/v1/completions", "method": "POST", "headers": headers,
+        {"name": "models", "url": f"{url}/v1/models"},
+        {"name": "completions", "url": f"{url}/v1/completions", "method": "POST",
          "body": {"model": model, "prompt": "Hello, how are you?", "max_tokens": 16, "temperature": 0}},
-        {"name": "chat", "url": f"{url}/v1/chat/completions", "method": "POST", "headers": headers,
+        {"name": "chat", "url": f"{url}/v1/chat/completions", "method": "POST",
          "body": {"model": model, "messages": [{"role": "user", "content": "What is Kubernetes?"}], "max_tokens": 16}},
     ]
     if gateway_health:
-        requests.append({"name": "gateway_health", "url": f"{url}/health", "headers": headers})
+        requests.append({"name": "gateway_health", "url": f"{url}/health"})
     for ip in pod_ips or []:
-        requests.append({"name": "pod_health", "item": ip, "url": f"{pod_scheme}://{ip}:{pod_port}/health"})
+        requests.append({"name": "pod_health", "item": ip, "url": f"{pod_scheme}://{ip}:{pod_port}/health",
+                         "use_headers": False})
     return requests
 
 

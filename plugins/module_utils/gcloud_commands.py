@@ -118,16 +118,17 @@ def node_pool_create_command(params, cluster, location, project=None):
 
 
 def _zones(node_locations):
-    """nodepool_node_locations as a list of zones, as roles/nodepool/vars/main.yml ``__nodepool_zones``: an AWX survey's
-    text answer ("europe-west4-a, europe-west4-b") is split on commas, blanks around each zone are dropped."""
+    """nodepool_node_locations as a list of zones: an AWX survey's text answer ("europe-west4-a, europe-west4-b") is
+    split on commas, blanks around each zone are dropped."""
     items = node_locations.split(",") if isinstance(node_locations, str) else (node_locations or [])
     return [zone.strip() for zone in items if zone.strip()]
 
 
 def nodepool_params(name, profile, min_node_count=0, max_node_count=1, initial_node_count=None, spot=False,
                     location_policy=None, node_locations=None, labels=None, reservation_affinity=None):
-    """gke_node_pool parameters from the nodepool role's inputs (as roles/nodepool/tasks/present.yml passes them;
-    tests/unit/roles/test_nodepool_params_agree.py compares both)."""
+    """gke_node_pool parameters from the nodepool role's inputs: the role's task takes them through the filter
+    node_pool_params (roles/nodepool/vars/main.yml ``__nodepool_params``), the gcloud plan through
+    gcloud_node_pool_create; tests/unit/roles/test_nodepool_params_agree.py checks that every input gets there."""
     profile = profile or {}
     node_locations = _zones(node_locations)
     accelerator_type = profile.get("accelerator_type") or ""
@@ -142,8 +143,10 @@ def nodepool_params(name, profile, min_node_count=0, max_node_count=1, initial_n
         "accelerator": accelerator,
         "tpu_topology": profile.get("tpu_topology") or None,
         "spot": bool(spot),
-        "autoscaling": {"enabled": True, "min_node_count": int(min_node_count), "max_node_count": int(max_node_count),
-                        "location_policy": location_policy or None},
+        # No location_policy key when unset: the module's suboption check refuses a None among its choices.
+        "autoscaling": dict({"enabled": True, "min_node_count": int(min_node_count),
+                             "max_node_count": int(max_node_count)},
+                            **({"location_policy": location_policy} if location_policy else {})),
         "initial_node_count": int(initial_node_count if initial_node_count not in (None, "") else min_node_count),
         "node_locations": list(node_locations) if node_locations else None,
         "labels": dict(profile.get("labels") or {}, **(labels or {})),

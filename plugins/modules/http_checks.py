@@ -37,10 +37,20 @@ options:
   requests:
     description:
       - One entry per request. Keys C(url) (required), C(method) (default V(GET)), C(body) (sent as JSON when
-        set), C(headers) (dict). Other keys (for example C(name), C(item)) are returned unchanged in RV(results).
+        set), C(headers) (dict, added to O(headers) and winning over them), C(use_headers) (bool, default V(true);
+        V(false) sends the request without O(headers), for example to a pod directly rather than through the
+        gateway the credentials are for). Other keys (for example C(name), C(item)) are returned unchanged in
+        RV(results).
     type: list
     elements: dict
     required: true
+  headers:
+    description:
+      - HTTP headers sent with every request whose C(use_headers) is not V(false), for example C(Authorization).
+      - Their values are masked in the module's logged arguments and results (C(no_log)); put credentials here
+        rather than in a request's own C(headers), which are not masked.
+    type: dict
+    default: {}
   timeout:
     description: Seconds before a request without a response counts as failed.
     type: float
@@ -56,14 +66,16 @@ options:
 """
 
 EXAMPLES = r"""
-- name: Ask for the models through the gateway and the health of two pods, at once
+- name: Ask for the models through the gateway (with its credentials) and the health of two pods, at once
   llm_serving.gke.http_checks:
+    headers:
+      Authorization: "Bearer {{ gateway_token }}"
     requests:
-      - {name: models, url: "{{ base_url }}/v1/models", headers: {Authorization: "Bearer {{ token }}"}}
+      - {name: models, url: "{{ base_url }}/v1/models"}
       - {name: completion, url: "{{ base_url }}/v1/completions", method: POST,
          body: {model: my-model, prompt: Hello, max_tokens: 1}}
-      - {name: pod_health, item: 10.0.0.1, url: "http://10.0.0.1:8000/health"}
-      - {name: pod_health, item: 10.0.0.2, url: "http://10.0.0.2:8000/health"}
+      - {name: pod_health, item: 10.0.0.1, url: "http://10.0.0.1:8000/health", use_headers: false}
+      - {name: pod_health, item: 10.0.0.2, url: "http://10.0.0.2:8000/health", use_headers: false}
   register: __http
 
 - name: Every request answered 200
@@ -101,11 +113,12 @@ from ansible.module_utils.six.moves.urllib.error import HTTPError  # noqa: E402
 
 ARGUMENT_SPEC = dict(
     requests=dict(type="list", elements="dict", required=True),
+    headers=dict(type="dict", default={}, no_log=True),  # credentials (Authorization)
     timeout=dict(type="float", default=60.0),
     validate_certs=dict(type="bool", default=True),
     parallel=dict(type="int", default=8),
 )
-REQUEST_KEYS = ("url", "method", "body", "headers")
+NOT_RETURNED = ("body", "headers", "use_headers")  # request keys left out of its result
 
 
 def request_errors(requests):
@@ -116,6 +129,8 @@ def request_errors(requests):
             errors.append(f"requests[{index}] lacks url")
         if request.get("headers") is not None and not isinstance(request["headers"], dict):
             errors.append(f"requests[{index}].headers must be a dict")
+        if not isinstance(request.get("use_headers", True), bool):
+            errors.append(f"requests[{index}].use_headers must be true or false")
     return errors
 
 
@@ -126,10 +141,12 @@ def _parse(body):
         return None
 
 
-def send(request, timeout, validate_certs, opener=open_url):
-    """One request; the result keeps the request's own keys except body and headers."""
-    result = {key: value for key, value in request.items() if key not in ("body", "headers")}
-    headers = dict(request.get("headers") or {})
+def send(request, timeout, validate_certs, common_headers=None, opener=open_url):
+    """One request, with `common_headers` unless its use_headers is false; the result keeps the request's own keys
+    except body, headers and use_headers."""
+    result = {key: value for key, value in request.items() if key not in NOT_RETURNED}
+    headers = dict(common_headers or {}) if request.get("use_headers", True) else {}
+    headers.update(request.get("headers") or {})
     data = None
     if request.get("body") is not None:
         data = json.dumps(request["body"]).encode()
@@ -150,11 +167,12 @@ def send(request, timeout, validate_certs, opener=open_url):
     return result
 
 
-def run(requests, timeout, validate_certs, parallel, opener=open_url):
+def run(requests, timeout, validate_certs, parallel, common_headers=None, opener=open_url):
     if not requests:
         return []
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(requests)))) as pool:
-        return list(pool.map(lambda request: send(request, timeout, validate_certs, opener), requests))
+        return list(pool.map(lambda request: send(request, timeout, validate_certs, common_headers, opener),
+                             requests))
 
 
 def main():
@@ -165,7 +183,8 @@ def main():
     if errors:
         module.fail_json(msg="http_checks: " + "; ".join(errors))
     module.exit_json(changed=False, results=run(module.params["requests"], module.params["timeout"],
-                                                module.params["validate_certs"], module.params["parallel"]))
+                                                module.params["validate_certs"], module.params["parallel"],
+                                                module.params["headers"]))
 
 
 if __name__ == "__main__":

@@ -255,7 +255,7 @@ ARGUMENT_SPEC = dict(
     ignore_eos=dict(type="bool", default=False),
     request_timeout=dict(type="float", default=60.0),
     metrics_urls=dict(type="list", elements="str", default=[]),
-    headers=dict(type="dict", default={}),
+    headers=dict(type="dict", default={}, no_log=True),  # credentials (Authorization)
     validate_certs=dict(type="bool", default=True),
     seed=dict(type="int", default=0),
     output_file=dict(type="path"),

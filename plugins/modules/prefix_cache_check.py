@@ -170,7 +170,7 @@ ARGUMENT_SPEC = dict(
     request_timeout=dict(type="float", default=60.0),
     settle_seconds=dict(type="float", default=2.0),
     seed=dict(type="int"),
-    headers=dict(type="dict", default={}),
+    headers=dict(type="dict", default={}, no_log=True),  # credentials (Authorization)
     validate_certs=dict(type="bool", default=True),
     measured_on=dict(type="str", choices=["gke", "local-simulator", "unstated"], default="unstated"),
 )

@@ -12,6 +12,8 @@ import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar
 
+from ansible_collections.llm_serving.gke.plugins.filter.gcloud_node_pool_create import node_pool_params
+
 ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -206,9 +208,9 @@ def test_example_gke_inventory_reads_the_injected_environment(gce_env, tmp_path,
     (["europe-west4-c"], ["europe-west4-c"]),
 ])
 def test_nodepool_reads_the_zone_text_answer_as_zones(answer, zones):
-    role_vars = DataLoader().load_from_file(str(ROOT / "roles/nodepool/vars/main.yml"), trusted_as_template=True)
-    templar = Templar(loader=DataLoader(), variables={**role_vars, "nodepool_node_locations": answer})
-    assert templar.template(role_vars["__nodepool_zones"]) == zones
+    """The nodepool role's zones are node_pool_params' node_locations (roles/nodepool/vars/main.yml; the role's task
+    templated with a survey text answer: tests/unit/roles/test_nodepool_params_agree.py)."""
+    assert (node_pool_params({}, "pool", node_locations=answer)["node_locations"] or []) == zones
 
 
 def test_project_ansible_cfg_parses_the_inventory_awx_writes(tmp_path):

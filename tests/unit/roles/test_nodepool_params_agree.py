@@ -1,9 +1,11 @@
-"""The gcloud plan (plugins/module_utils/gcloud_commands.py nodepool_params, filter gcloud_node_pool_create) maps the
-nodepool role's inputs to llm_serving.gke.gke_node_pool's parameters as roles/nodepool/tasks/present.yml does.
+"""The nodepool role passes its inputs to llm_serving.gke.gke_node_pool as the gcloud plan maps them
+(plugins/module_utils/gcloud_commands.py nodepool_params: filters node_pool_params, which roles/nodepool/vars/main.yml
+``__nodepool_params`` and so tasks/present.yml use, and gcloud_node_pool_create).
 
 The options of present.yml's gke_node_pool task are templated by Ansible with the role's defaults and vars for each
-case (no module run, no cluster) and compared with nodepool_params of the same inputs; the NodePool fields and
-gcloud flags both derive from those parameters (gke_node_pool_spec.build_node_pool, gcloud_commands.NODE_POOL_FLAGS).
+case (no module run, no cluster) and compared with nodepool_params of the same inputs: every input reaches its
+parameter, every parameter reaches the task. The NodePool fields and gcloud flags both derive from those parameters
+(gke_node_pool_spec.build_node_pool, gcloud_commands.NODE_POOL_FLAGS).
 """
 import json
 from pathlib import Path
@@ -36,7 +38,7 @@ CASES = {
                               "nodepool_reservation_affinity": {"consume_reservation_type": "SPECIFIC_RESERVATION",
                                                                 "values": ["r1"]}},
     "t4-no-driver-count-unset": {"nodepool_profile": {**T4, "gpu_driver_version": "", "accelerator_count": None}},
-    # An AWX survey answer: the zones as one comma-separated text (roles/nodepool/vars/main.yml __nodepool_zones).
+    # An AWX survey answer: the zones as one comma-separated text.
     "zones-as-survey-text": {"nodepool_profile": TPU, "nodepool_node_locations": " europe-west4-a, ,europe-west4-b"},
 }
 
@@ -89,3 +91,22 @@ def test_the_plan_maps_the_role_inputs_as_present_yml(rendered, case_id):
 def test_every_pool_option_of_present_yml_is_mapped():
     options = set(_present_task()["llm_serving.gke.gke_node_pool"]) - NOT_MAPPED
     assert options == set(nodepool_params("p", TPU))
+
+
+@pytest.mark.parametrize("case_id", list(CASES))
+def test_the_plan_passes_the_module_argument_spec(case_id):
+    """What the role sends is accepted as the module would check it (a None among a suboption's choices is not)."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    from ansible_collections.llm_serving.gke.plugins.module_utils.gke_node_pool_spec import NODE_POOL_ARGUMENT_SPEC
+
+    inputs = {**BASE, **CASES[case_id]}
+    plan = nodepool_params(inputs["nodepool_name"], inputs["nodepool_profile"], inputs["nodepool_min_node_count"],
+                           inputs["nodepool_max_node_count"], inputs["nodepool_initial_node_count"],
+                           inputs["nodepool_spot"], inputs["nodepool_location_policy"],
+                           inputs["nodepool_node_locations"], inputs["nodepool_labels"],
+                           inputs["nodepool_reservation_affinity"])
+    options = {k: v for k, v in plan.items() if v is not None}  # the task omits what is None
+    checked = ArgumentSpecValidator(NODE_POOL_ARGUMENT_SPEC).validate(
+        dict(options, location="europe-west4", cluster="c"))
+    assert checked.error_messages == []

@@ -13,8 +13,20 @@ from tests.unit.plugins.modules.module_exit import patch_exits, run_main
 
 
 class Handler(BaseHTTPRequestHandler):
+    in_flight = max_in_flight = 0
+    lock = threading.Lock()
+
     def log_message(self, *args):
         pass
+
+    def _slow(self):
+        """Answer after 0.5 s, counting how many requests were being answered at the same time."""
+        with Handler.lock:
+            Handler.in_flight += 1
+            Handler.max_in_flight = max(Handler.max_in_flight, Handler.in_flight)
+        time.sleep(0.5)
+        with Handler.lock:
+            Handler.in_flight -= 1
 
     def _answer(self, code, body, content_type="application/json"):
         data = body.encode()
@@ -26,7 +38,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802 (BaseHTTPRequestHandler's name)
         if self.path == "/slow":
-            time.sleep(0.5)
+            self._slow()
         if self.path == "/down":
             return self._answer(503, "no", "text/plain")
         if self.path == "/text":
@@ -61,18 +73,21 @@ def module(monkeypatch):
 
 def test_each_request_gets_its_status_and_json_in_order(module, base):
     refused = f"http://127.0.0.1:{_closed_port()}/health"
-    result = module({"requests": [
-        {"name": "models", "url": f"{base}/v1/models", "headers": {"Authorization": "Bearer t"}},
+    result = module({"headers": {"Authorization": "Bearer t"}, "requests": [
+        {"name": "models", "url": f"{base}/v1/models"},
         {"name": "completions", "url": f"{base}/v1/completions", "method": "post", "body": {"max_tokens": 16}},
-        {"name": "pod_health", "item": "10.0.0.1", "url": f"{base}/down"},
-        {"name": "pod_health", "item": "10.0.0.2", "url": refused},
+        {"name": "pod_health", "item": "10.0.0.1", "url": f"{base}/down", "use_headers": False},
+        {"name": "pod_health", "item": "10.0.0.2", "url": refused, "use_headers": False},
         {"name": "text", "url": f"{base}/text"},
+        {"name": "own", "url": f"{base}/own", "use_headers": False, "headers": {"Authorization": "Bearer o"}},
+        {"name": "pod", "url": f"{base}/pod", "use_headers": False},
     ], "timeout": 5}).result
-    models, completion, down, refused_result, text = result["results"]
+    models, completion, down, refused_result, text, own, pod = result["results"]
     assert result["changed"] is False
     assert (models["name"], models["status"], models["json"]) == (
         "models", 200, {"path": "/v1/models", "auth": "Bearer t"})
-    assert "headers" not in models and "body" not in completion
+    assert (own["json"]["auth"], pod["json"]["auth"]) == ("Bearer o", None)  # without the module's headers
+    assert not {"headers", "use_headers", "body"} & (set(models) | set(completion) | set(own))
     assert completion["status"] == 200
     assert completion["json"] == {"got": {"max_tokens": 16}, "type": "application/json"}
     assert (down["item"], down["status"], down["json"]) == ("10.0.0.1", 503, None)
@@ -82,17 +97,20 @@ def test_each_request_gets_its_status_and_json_in_order(module, base):
     assert (text["status"], text["json"], text["msg"]) == (200, None, "OK (4 bytes)")
 
 
-def test_requests_run_concurrently(base):
-    started = time.monotonic()
-    results = http_checks.run([{"url": f"{base}/slow"}] * 4, timeout=5, validate_certs=True, parallel=4)
-    assert [r["status"] for r in results] == [200] * 4
-    assert time.monotonic() - started < 1.5  # 4 x 0.5 s one after another would take 2 s
+def test_requests_run_concurrently_up_to_parallel(base):
+    for parallel in (4, 2):
+        Handler.max_in_flight = 0
+        results = http_checks.run([{"url": f"{base}/slow"}] * 4, timeout=5, validate_certs=True, parallel=parallel)
+        assert [r["status"] for r in results] == [200] * 4
+        assert Handler.max_in_flight == parallel  # the server answered `parallel` requests at the same time
 
 
 def test_requests_without_url_or_with_bad_headers_fail_naming_the_entry(module):
-    result = module({"requests": [{"url": "http://x/ok"}, {"name": "a"}, {"url": "http://x", "headers": "h"}]})
+    result = module({"requests": [{"url": "http://x/ok"}, {"name": "a"}, {"url": "http://x", "headers": "h"},
+                                  {"url": "http://x", "use_headers": "no"}]})
     assert result.kind == "fail"
-    assert result.result["msg"] == ("http_checks: requests[1] lacks url; requests[2].headers must be a dict")
+    assert result.result["msg"] == ("http_checks: requests[1] lacks url; requests[2].headers must be a dict; "
+                                    "requests[3].use_headers must be true or false")
 
 
 def test_parallel_below_1_fails_naming_it(module):
