@@ -133,8 +133,10 @@ def test_cpu_pod_is_bound_to_a_default_pool_node_by_the_scheduler(k8s, namespace
     assert bound in {node.metadata.name for node in default_pool}
     conditions = {c.type: c.status for c in pods.get(name="cpu-only", namespace=namespace).status.conditions}
     assert conditions.get("PodScheduled") == "True"
-    events = k8s.resources.get(api_version="v1", kind="Event").get(
-        namespace=namespace, field_selector="involvedObject.name=cpu-only,reason=Scheduled").items
-    assert events, "no Scheduled event for the pod"
+    # The scheduler binds first and records the event afterwards through client-go's asynchronous event
+    # broadcaster (k8s.io/client-go/tools/events), so under load the event can arrive after the binding: wait for it.
+    events = _poll(lambda: k8s.resources.get(api_version="v1", kind="Event").get(
+        namespace=namespace, field_selector="involvedObject.name=cpu-only,reason=Scheduled").items, 30)
+    assert events, "no Scheduled event for the pod within 30 s of its binding"
     reporters = {events[0].reportingComponent, (events[0].source or {}).get("component")}
     assert "default-scheduler" in reporters
