@@ -127,8 +127,15 @@ def test_pattern_deploys_ready_reruns_unchanged_checks_and_deletes(
         assert diff.rc == 0 and diff.changed >= 1, diff.stdout[-4000:]
         assert '"replicas":' in diff.stdout or "replicas:" in diff.stdout
     after = _get(k8s, "serving.kserve.io/v1alpha1", "LLMInferenceService", namespace, svc.metadata.name)
-    assert after.spec.replicas == svc.spec.replicas
-    assert after.metadata.generation == svc.metadata.generation and _condition(after, "Ready").status == "True"
+    assert after.spec.replicas == svc.spec.replicas and after.metadata.generation == svc.metadata.generation
+    # Ready may drop for a moment without any spec change when a replica's readiness probe times out on a saturated
+    # 2-core machine (seen once in a CI run); it must come back, with the spec untouched.
+    deadline = time.monotonic() + 60
+    while _condition(after, "Ready").status != "True" and time.monotonic() < deadline:
+        time.sleep(2)
+        after = _get(k8s, "serving.kserve.io/v1alpha1", "LLMInferenceService", namespace, svc.metadata.name)
+    assert after.metadata.generation == svc.metadata.generation and _condition(after, "Ready").status == "True", (
+        after.status.to_dict() if after.status else None)
     del version  # resourceVersion moves with status writes of the controller; generation is the spec's
 
     gone = run_playbook(PLAYBOOK, {**extra, "llmisvc_state": "absent"}, timeout=900)
