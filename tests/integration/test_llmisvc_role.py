@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 
+import polling
 import pytest
 import requests
 from kubernetes.client.exceptions import ApiException
@@ -128,14 +129,15 @@ def test_pattern_deploys_ready_reruns_unchanged_checks_and_deletes(
         assert '"replicas":' in diff.stdout or "replicas:" in diff.stdout
     after = _get(k8s, "serving.kserve.io/v1alpha1", "LLMInferenceService", namespace, svc.metadata.name)
     assert after.spec.replicas == svc.spec.replicas and after.metadata.generation == svc.metadata.generation
+
     # Ready may drop for a moment without any spec change when a replica's readiness probe times out on a saturated
     # 2-core machine (seen once in a CI run); it must come back, with the spec untouched.
-    deadline = time.monotonic() + 60
-    while _condition(after, "Ready").status != "True" and time.monotonic() < deadline:
-        time.sleep(2)
-        after = _get(k8s, "serving.kserve.io/v1alpha1", "LLMInferenceService", namespace, svc.metadata.name)
-    assert after.metadata.generation == svc.metadata.generation and _condition(after, "Ready").status == "True", (
-        after.status.to_dict() if after.status else None)
+    def ready_again():
+        current = _get(k8s, "serving.kserve.io/v1alpha1", "LLMInferenceService", namespace, svc.metadata.name)
+        return current if _condition(current, "Ready").status == "True" else None
+
+    after = polling.wait_for(ready_again, 60, interval=2, what=f"llmisvc {svc.metadata.name} to be Ready again")
+    assert after.metadata.generation == svc.metadata.generation
     del version  # resourceVersion moves with status writes of the controller; generation is the spec's
 
     gone = run_playbook(PLAYBOOK, {**extra, "llmisvc_state": "absent"}, timeout=900)

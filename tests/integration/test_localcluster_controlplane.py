@@ -1,26 +1,16 @@
 """The local control plane behaves like a real cluster: authentication, RBAC, controllers, scheduler."""
 import base64
 import contextlib
-import time
 import uuid
 from pathlib import Path
 
+import polling
 import pytest
 import requests
 import yaml
 from kubernetes.dynamic.exceptions import NotFoundError
 
 pytestmark = pytest.mark.cluster
-
-
-def _poll(predicate, timeout, interval=0.5):
-    """Wait for a condition the cluster reaches asynchronously; returns the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +61,7 @@ def test_service_account_token_is_issued_and_rbac_applies(k8s, server, namespace
                 return base64.b64decode(item.data.token).decode()
         return None
 
-    token = _poll(issued_token, 60)
-    assert token, "no ServiceAccount token was issued"
+    token = polling.wait_for(issued_token, 60, what="a token of ServiceAccount reader from kube-controller-manager")
     pods_url = f"{url}/api/v1/namespaces/{namespace}/pods"
     headers = {"Authorization": f"Bearer {token}"}
     denied = requests.get(pods_url, headers=headers, verify=ca, timeout=10)
@@ -87,8 +76,8 @@ def test_service_account_token_is_issued_and_rbac_applies(k8s, server, namespace
             "metadata": {"name": "reader-pods"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
             "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}]})
-    allowed = _poll(lambda: requests.get(pods_url, headers=headers, verify=ca, timeout=10).status_code == 200, 30)
-    assert allowed, "the RoleBinding did not grant the ServiceAccount access"
+    polling.wait_for(lambda: requests.get(pods_url, headers=headers, verify=ca, timeout=10).status_code == 200, 30,
+                     what="the RoleBinding to grant the ServiceAccount access")
 
 
 def test_deleted_namespace_is_finalized(k8s):
@@ -106,37 +95,39 @@ def test_deleted_namespace_is_finalized(k8s):
             return True
         return False
 
-    assert _poll(gone, 90), f"namespace {name} is still Terminating: is kube-controller-manager running?"
+    polling.wait_for(gone, 90, what=f"namespace {name} to be finalized (is kube-controller-manager running?)")
 
 
 def test_deployment_gets_a_replicaset_and_pod(k8s):
     replicasets = k8s.resources.get(api_version="apps/v1", kind="ReplicaSet")
     selector = "control-plane=llmisvc-controller-manager"
-    owned = _poll(lambda: replicasets.get(namespace="kserve", label_selector=selector).items, 60)
-    assert owned and owned[0].metadata.ownerReferences[0].name == "llmisvc-controller-manager"
+    owned = polling.wait_for(lambda: replicasets.get(namespace="kserve", label_selector=selector).items, 60,
+                             what="a ReplicaSet of llmisvc-controller-manager")
+    assert owned[0].metadata.ownerReferences[0].name == "llmisvc-controller-manager"
     pods = k8s.resources.get(api_version="v1", kind="Pod")
-    assert _poll(lambda: pods.get(namespace="kserve", label_selector=selector).items, 60)
+    polling.wait_for(lambda: pods.get(namespace="kserve", label_selector=selector).items, 60,
+                     what="a pod of llmisvc-controller-manager")
 
 
 def test_cpu_pod_is_bound_to_a_default_pool_node_by_the_scheduler(k8s, namespace):
     nodes = k8s.resources.get(api_version="v1", kind="Node")
     selector = "cloud.google.com/gke-nodepool=default-pool"
-    default_pool = _poll(lambda: nodes.get(label_selector=selector).items, 60)
-    if not default_pool:
-        pytest.fail("the gke_api simulator has not created default-pool Nodes within 60s (is it running?)")
+    default_pool = polling.wait_for(lambda: nodes.get(label_selector=selector).items, 60,
+                                    what="default-pool Nodes from the gke_api simulator (is it running?)")
     pods = k8s.resources.get(api_version="v1", kind="Pod")
     pods.create(namespace=namespace, body={
         "metadata": {"name": "cpu-only"},
         "spec": {"containers": [{"name": "main", "image": "registry.access.redhat.com/ubi9/ubi-minimal:latest",
                                  "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}})
-    bound = _poll(lambda: pods.get(name="cpu-only", namespace=namespace).spec.nodeName, 60)
+    bound = polling.wait_for(lambda: pods.get(name="cpu-only", namespace=namespace).spec.nodeName, 60,
+                             what="the scheduler to bind pod cpu-only")
     assert bound in {node.metadata.name for node in default_pool}
     conditions = {c.type: c.status for c in pods.get(name="cpu-only", namespace=namespace).status.conditions}
     assert conditions.get("PodScheduled") == "True"
     # The scheduler binds first and records the event afterwards through client-go's asynchronous event
     # broadcaster (k8s.io/client-go/tools/events), so under load the event can arrive after the binding: wait for it.
-    events = _poll(lambda: k8s.resources.get(api_version="v1", kind="Event").get(
-        namespace=namespace, field_selector="involvedObject.name=cpu-only,reason=Scheduled").items, 30)
-    assert events, "no Scheduled event for the pod within 30 s of its binding"
+    events = polling.wait_for(lambda: k8s.resources.get(api_version="v1", kind="Event").get(
+        namespace=namespace, field_selector="involvedObject.name=cpu-only,reason=Scheduled").items, 30,
+        what="the Scheduled event of pod cpu-only after its binding")
     reporters = {events[0].reportingComponent, (events[0].source or {}).get("component")}
     assert "default-scheduler" in reporters

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.llm_serving.gke.plugins.module_utils.gcloud_commands import nodepool_params
+from ansible_collections.llm_serving.gke.plugins.module_utils.gke_node_pool_spec import NODE_POOL_ARGUMENT_SPEC
 
 ROOT = Path(__file__).resolve().parents[3]
 ROLE = ROOT / "roles" / "nodepool"
@@ -41,6 +43,15 @@ CASES = {
     # An AWX survey answer: the zones as one comma-separated text.
     "zones-as-survey-text": {"nodepool_profile": TPU, "nodepool_node_locations": " europe-west4-a, ,europe-west4-b"},
 }
+
+
+def _plan(inputs):
+    """nodepool_params of a case's role inputs."""
+    return nodepool_params(inputs["nodepool_name"], inputs["nodepool_profile"], inputs["nodepool_min_node_count"],
+                           inputs["nodepool_max_node_count"], inputs["nodepool_initial_node_count"],
+                           inputs["nodepool_spot"], inputs["nodepool_location_policy"],
+                           inputs["nodepool_node_locations"], inputs["nodepool_labels"],
+                           inputs["nodepool_reservation_affinity"])
 
 
 def _present_task():
@@ -78,13 +89,8 @@ def _drop_none(obj):
 
 @pytest.mark.parametrize("case_id", list(CASES))
 def test_the_plan_maps_the_role_inputs_as_present_yml(rendered, case_id):
-    inputs = {**BASE, **CASES[case_id]}
     role = {k: v for k, v in rendered[case_id].items() if k not in NOT_MAPPED}
-    plan = nodepool_params(inputs["nodepool_name"], inputs["nodepool_profile"], inputs["nodepool_min_node_count"],
-                           inputs["nodepool_max_node_count"], inputs["nodepool_initial_node_count"],
-                           inputs["nodepool_spot"], inputs["nodepool_location_policy"],
-                           inputs["nodepool_node_locations"], inputs["nodepool_labels"],
-                           inputs["nodepool_reservation_affinity"])
+    plan = _plan({**BASE, **CASES[case_id]})
     assert _drop_none(plan) == _drop_none(role), json.dumps(role, sort_keys=True)
 
 
@@ -96,16 +102,7 @@ def test_every_pool_option_of_present_yml_is_mapped():
 @pytest.mark.parametrize("case_id", list(CASES))
 def test_the_plan_passes_the_module_argument_spec(case_id):
     """What the role sends is accepted as the module would check it (a None among a suboption's choices is not)."""
-    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-
-    from ansible_collections.llm_serving.gke.plugins.module_utils.gke_node_pool_spec import NODE_POOL_ARGUMENT_SPEC
-
-    inputs = {**BASE, **CASES[case_id]}
-    plan = nodepool_params(inputs["nodepool_name"], inputs["nodepool_profile"], inputs["nodepool_min_node_count"],
-                           inputs["nodepool_max_node_count"], inputs["nodepool_initial_node_count"],
-                           inputs["nodepool_spot"], inputs["nodepool_location_policy"],
-                           inputs["nodepool_node_locations"], inputs["nodepool_labels"],
-                           inputs["nodepool_reservation_affinity"])
+    plan = _plan({**BASE, **CASES[case_id]})
     options = {k: v for k, v in plan.items() if v is not None}  # the task omits what is None
     checked = ArgumentSpecValidator(NODE_POOL_ARGUMENT_SPEC).validate(
         dict(options, location="europe-west4", cluster="c"))
