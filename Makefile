@@ -101,8 +101,8 @@ molecule-switch: setup
 molecule-attach: setup  # attach path (molecule/kind's, on a second bare embedded control plane); beside the shared one
 	$(BIN)/molecule test -s attach
 
-# Two concurrent lanes (static checks | cluster-up, molecule, integration); prints each stage's wall time,
-# the ten slowest tests and one closing count line (tests/run_suite.py).
+# Three concurrent lanes (static checks | cluster-up, molecule default, integration | molecule switch); prints
+# each stage's wall time, the ten slowest tests and one closing count line (tests/run_suite.py).
 test: setup
 	$(BIN)/python tests/run_suite.py
 

@@ -23,6 +23,21 @@ if have_all; then
   exit 0
 fi
 
+# One build at a time. On a new machine `make cluster-up` and the attach scenario's second control plane both find
+# no binaries while `make test` runs them in separate lanes; a second build's `rm -rf tree` below would delete the
+# first one's source tree under its compiler ("chdir .../_output/local/go/src/k8s.io/kubernetes: no such file").
+# flock(1) is util-linux, Essential on Debian.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/build.lock"
+if ! flock -n 9; then
+  echo "another build of the control plane holds $CACHE/build.lock; waiting for it to end"
+  flock 9
+  if have_all; then
+    echo "control plane $VERSION built meanwhile by the other run in $OUT"
+    exit 0
+  fi
+fi
+
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 need_pkgs=()
