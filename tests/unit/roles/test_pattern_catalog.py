@@ -195,7 +195,9 @@ def test_placement_and_router_come_from_the_pattern(rendered, case_id):
     acc = pattern["accelerator"]
     assert spec["replicas"] == pattern["replicas"]
     assert spec["model"] == {"uri": pattern["model_uri"], "name": pattern["model_name"]}
-    assert spec["template"]["nodeSelector"] == acc["node_selector"]
+    # The accelerator and the pattern's own pool: not another pool of the same accelerator.
+    assert spec["template"]["nodeSelector"] == {**acc["node_selector"],
+                                                "cloud.google.com/gke-nodepool": pattern["nodepool"]["name"]}
     assert spec["template"]["tolerations"] == acc["tolerations"]
     assert spec["template"]["imagePullSecrets"] == [{"name": pattern["pull_secret"]}]
     count = str(pattern["accelerator_count"])
@@ -281,7 +283,8 @@ def test_pattern_added_as_data_renders(rendered):
     assert result["pattern"]["name"] == "p1-gpu"
     spec = result["manifests"]["llmisvc"]["spec"]
     _crd_schema("llminferenceservices", "v1alpha1").validate(result["manifests"]["llmisvc"])
-    assert spec["template"]["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    assert spec["template"]["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4",
+                                                "cloud.google.com/gke-nodepool": result["pattern"]["nodepool"]["name"]}
     assert "scheduler" not in spec["router"]
     # Without a scheduler there is no InferencePool: policies target the workload Service only.
     assert {p["spec"]["targetRef"]["kind"] for p in result["manifests"]["policies"]} == {"Service"}
